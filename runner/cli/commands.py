@@ -1,0 +1,7 @@
+"""Every command module, imported for its registration on the ``cli`` group."""
+
+from __future__ import annotations
+
+from runner.cli import cmd_init, cmd_properties, cmd_validate
+
+__all__ = ["cmd_init", "cmd_properties", "cmd_validate"]

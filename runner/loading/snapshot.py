@@ -1,0 +1,211 @@
+"""An ops repo read at one revision (or from the working tree): the whole model plus problems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from runner.errors import Problem
+from runner.gitrepo import GitRepo
+from runner.loading import build
+from runner.loading.documents import Document, ParseCache, read_documents, read_one
+from runner.loading.source import GitSource, OpsRepo, Source, WorkTreeSource
+from runner.model import (
+    Asset,
+    Environment,
+    Layer,
+    Project,
+    Schedule,
+    Settings,
+    Template,
+    Workflow,
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    label: str  # a short sha, or "working tree"
+    commit: str | None
+    settings: Settings
+    repo_properties: Layer
+    templates: dict[str, Template]
+    pinned: dict[tuple[str, str], Template]  # (template, version) → the template at that rev
+    projects: dict[str, Project]  # by code
+    environments: dict[str, Environment]  # by node path
+    assets: dict[str, Asset]  # by node path
+    workflows: dict[str, Workflow]  # by project/code
+    schedules: tuple[Schedule, ...]
+    blobs: dict[str, str]  # file → blob id, for every file the model was built from
+    problems: list[Problem] = field(default_factory=list)
+    broken: frozenset[str] = frozenset()  # files that had problems: references to them stay quiet
+
+    def template_of(self, asset: Asset) -> Template | None:
+        if asset.version is None:
+            return self.templates.get(asset.template.value)
+        return self.pinned.get((asset.template.value, asset.version))
+
+    def node_paths(self) -> Iterator[str]:
+        yield from (p.path for p in self.projects.values())
+        yield from self.environments
+        yield from self.assets
+
+    def has_node(self, path: str) -> bool:
+        if path in self.assets or path in self.environments:
+            return True
+        parts = path.split("/")
+        return len(parts) == 3 and parts[1] == "projects" and parts[2] in self.projects
+
+
+def cache_for(git: GitRepo | None) -> ParseCache:
+    if git is None:
+        return ParseCache(None)
+    return ParseCache(git.git_dir / "runner-cache" / "parse.pickle")
+
+
+def source_for(ops: OpsRepo, rev: str | None) -> Source:
+    if rev is None:
+        return WorkTreeSource(ops.root)
+    git = ops.require_git()
+    return GitSource(git, git.resolve(rev), ops.prefix)
+
+
+def load(ops: OpsRepo, rev: str | None, cache: ParseCache | None = None) -> Snapshot:
+    """Read and build the model; problems are collected, never raised."""
+    cache = cache if cache is not None else cache_for(ops.git)
+    source = source_for(ops, rev)
+    snapshot = build_snapshot(source, ops, cache)
+    cache.save()
+    return snapshot
+
+
+def build_snapshot(source: Source, ops: OpsRepo, cache: ParseCache) -> Snapshot:
+    entries = list(source.entries())
+    first = [e for e in entries if e.path == "runner.yaml"]
+    docs, problems = read_documents(source, first, cache, Settings().max_file_bytes)
+    settings = Settings()
+    for doc in docs:
+        if doc.ok:
+            settings = build.settings(doc.path, doc.value)
+    rest = [e for e in entries if e.path != "runner.yaml"]
+    more, more_problems = read_documents(source, rest, cache, settings.max_file_bytes)
+    docs += more
+    problems += more_problems
+    broken = {p.file for p in problems}
+
+    repo_properties = Layer("repo", "properties.yaml", build.Mapping(1))
+    templates: dict[str, Template] = {}
+    projects: dict[str, Project] = {}
+    environments: dict[str, Environment] = {}
+    assets: dict[str, Asset] = {}
+    workflows: dict[str, Workflow] = {}
+    schedules: list[Schedule] = []
+    for doc in docs:
+        if not doc.ok:
+            continue
+        parts = doc.path.split("/")
+        if doc.kind == "properties":
+            repo_properties = Layer("repo", doc.path, doc.value)
+        elif doc.kind == "template":
+            templates[parts[1]] = build.template(parts[1], doc.path, doc.value)
+        elif doc.kind == "project":
+            projects[parts[1]] = build.project(parts[1], doc.path, doc.value)
+        elif doc.kind == "environment":
+            env = build.environment(parts[1], parts[3], doc.path, doc.value)
+            environments[env.path] = env
+        elif doc.kind == "asset":
+            env_code = parts[3] if parts[2] == "environments" else None
+            a = build.asset(parts[1], env_code, parts[-1][: -len(".yaml")], doc.path, doc.value)
+            assets[a.path] = a
+        elif doc.kind == "workflow":
+            wf = build.workflow(parts[1], parts[3][: -len(".yaml")], doc.path, doc.value)
+            workflows[wf.qualified_name] = wf
+        elif doc.kind == "schedules":
+            schedules += build.schedules(parts[1] if len(parts) > 1 else None, doc.path, doc.value)
+
+    problems += _orphans(docs, projects, environments, broken)
+    pinned, pin_problems = _pinned_templates(ops, templates, assets, cache, settings)
+    problems += pin_problems
+    return Snapshot(
+        label=source.label,
+        commit=source.commit,
+        settings=settings,
+        repo_properties=repo_properties,
+        templates=templates,
+        pinned=pinned,
+        projects=projects,
+        environments=environments,
+        assets=assets,
+        workflows=workflows,
+        schedules=tuple(schedules),
+        blobs={d.path: d.oid for d in docs},
+        problems=problems,
+        broken=frozenset(broken),
+    )
+
+
+def _orphans(
+    docs: list[Document],
+    projects: dict[str, Project],
+    environments: dict[str, Environment],
+    broken: set[str],
+) -> list[Problem]:
+    """Files inside a project or environment folder that has no project.yaml/environment.yaml."""
+    found = []
+    for doc in docs:
+        parts = doc.path.split("/")
+        if parts[0] != "projects" or doc.kind == "project":
+            continue
+        project_file = f"projects/{parts[1]}/project.yaml"
+        if parts[1] not in projects and project_file not in broken:
+            found.append(Problem(doc.path, 0, f"{project_file} is missing"))
+            continue
+        if parts[2] == "environments" and doc.kind != "environment":
+            env_file = f"projects/{parts[1]}/environments/{parts[3]}/environment.yaml"
+            env_path = f"/projects/{parts[1]}/environments/{parts[3]}"
+            if env_path not in environments and env_file not in broken:
+                found.append(Problem(doc.path, 0, f"{env_file} is missing"))
+    return found
+
+
+def _pinned_templates(
+    ops: OpsRepo,
+    templates: dict[str, Template],
+    assets: dict[str, Asset],
+    cache: ParseCache,
+    settings: Settings,
+) -> tuple[dict[tuple[str, str], Template], list[Problem]]:
+    """Read each template version some asset uses at its pinned rev."""
+    wanted = sorted({(a.template.value, a.version) for a in assets.values() if a.version})
+    pinned: dict[tuple[str, str], Template] = {}
+    problems: list[Problem] = []
+    for code, version in wanted:
+        template = templates.get(code)
+        if template is None or version not in template.versions:
+            continue  # reported by checks, at the asset
+        pin = template.versions[version]
+        where = f"version {version} (rev {pin.rev})"
+        git = ops.git
+        commit = git.try_resolve(pin.rev) if git is not None else None
+        if git is None or commit is None:
+            problems.append(
+                Problem(template.file, pin.pos.line, f"{where}: unknown revision {pin.rev!r}")
+            )
+            continue
+        path = f"{ops.prefix}/{template.file}" if ops.prefix else template.file
+        found = git.read_path(commit, path)
+        if found is None:
+            problems.append(
+                Problem(template.file, pin.pos.line, f"{where}: {template.file} does not exist at that revision")
+            )
+            continue
+        oid, data = found
+        at_rev: list[Problem] = []
+        doc = read_one(
+            template.file, oid, "template", lambda: data, cache, settings.max_file_bytes, at_rev
+        )
+        problems += [
+            Problem(template.file, pin.pos.line, f"{where}: line {p.line}: {p.message}") for p in at_rev
+        ]
+        if doc is not None and doc.ok:
+            pinned[(code, version)] = build.template(code, template.file, doc.value, version, commit)
+    return pinned, problems

@@ -1,0 +1,284 @@
+"""YAML with positions and tags, on libyaml.
+
+``parse(text)`` returns plain Python values in which every mapping is a ``Mapping`` (a ``dict``
+that knows its own line and the line of each key). Beyond YAML 1.1's safe subset it:
+
+* rejects duplicate keys (merge keys ``<<`` may still be overridden, as YAML intends);
+* understands ``!append`` / ``!prepend`` (lists), ``!replace`` (a mapping), ``!delete`` and
+  ``!secret NAME``;
+* refuses alias bombs (documents whose aliases expand past ``MAX_EXPANDED_NODES``);
+* keeps dates as strings and reads only ``true``/``false`` as booleans (YAML 1.2), so
+  ``country: no`` stays a string.
+
+Size, encoding and symlink checks happen before parsing, in ``loading.source``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import yaml
+
+MAX_EXPANDED_NODES = 100_000
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class YamlError(Exception):
+    """A document that cannot be loaded; ``line`` is 1-based (0 when unknown)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class Mapping(dict[str, Any]):
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    __slots__ = ("key_lines", "line")
+
+    def __init__(self, line: int = 0) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[str, int] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.line, self.key_lines, dict(self)))
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+def _rebuild(cls: type[Mapping], line: int, key_lines: dict[str, int], items: dict[str, Any]) -> Mapping:
+    new = cls(line)
+    new.key_lines = key_lines
+    new.update(items)
+    return new
+
+
+class Replace(Mapping):
+    """``!replace {..}``: replaces the lower layers' mapping instead of merging into it."""
+
+    __slots__ = ()
+
+
+class Append(list[Any]):
+    """``!append [..]``: items added after the lower layers' list."""
+
+
+class Prepend(list[Any]):
+    """``!prepend [..]``: items added before the lower layers' list."""
+
+
+class DeleteType:
+    """``!delete``: removes the key from the lower layers."""
+
+    _instance: ClassVar[DeleteType | None] = None
+
+    def __new__(cls) -> DeleteType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self) -> str:
+        return "DELETE"
+
+    def __repr__(self) -> str:
+        return "!delete"
+
+
+DELETE = DeleteType()
+
+
+class SecretRef(str):
+    """``!secret NAME``: a reference to a secret, by name. Its text is the name, never a value;
+    every renderer shows it as ``***``."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SecretRef, (str.__str__(self),))
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _Loader(yaml.CSafeLoader):
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {}
+    yaml_constructors: ClassVar[dict[Any, Any]] = dict(yaml.SafeLoader.yaml_constructors)
+
+    def construct_ours(self, node: yaml.MappingNode) -> Mapping:
+        return self._fill(Mapping(_line(node)), node)
+
+    def _fill(self, mapping: Mapping, node: yaml.MappingNode) -> Mapping:
+        if not isinstance(node, yaml.MappingNode):
+            raise YamlError(_line(node), f"expected a mapping, found {_kind(node)}")
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                raise YamlError(_line(key_node), "a mapping key must be a scalar") from None
+            if first is not None:
+                raise YamlError(
+                    _line(key_node), f"duplicate key {key!r} (first defined at line {first})"
+                )
+            seen[key] = _line(key_node)
+        self.flatten_mapping(node)
+        key_lines = mapping.key_lines
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node)
+            if not isinstance(key, str):
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+            mapping[key] = self.construct_object(value_node, deep=True)
+            key_lines[key] = _line(key_node)
+        return mapping
+
+    def construct_sequence_plain(self, node: yaml.Node) -> list[Any]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise YamlError(_line(node), f"expected a list, found {_kind(node)}")
+        return [self.construct_object(child, deep=True) for child in node.value]
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return "a scalar"
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Mapping:
+    return loader.construct_ours(node)
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> list[Any]:
+    return loader.construct_sequence_plain(node)
+
+
+def _construct_append(loader: _Loader, node: yaml.Node) -> Append:
+    if not isinstance(node, yaml.SequenceNode):
+        raise YamlError(_line(node), f"!append needs a list, found {_kind(node)}")
+    return Append(loader.construct_sequence_plain(node))
+
+
+def _construct_prepend(loader: _Loader, node: yaml.Node) -> Prepend:
+    if not isinstance(node, yaml.SequenceNode):
+        raise YamlError(_line(node), f"!prepend needs a list, found {_kind(node)}")
+    return Prepend(loader.construct_sequence_plain(node))
+
+
+def _construct_replace(loader: _Loader, node: yaml.Node) -> Replace:
+    if not isinstance(node, yaml.MappingNode):
+        raise YamlError(_line(node), f"!replace needs a mapping, found {_kind(node)}")
+    return loader._fill(Replace(_line(node)), node)  # noqa: SLF001
+
+
+def _construct_delete(loader: _Loader, node: yaml.Node) -> DeleteType:
+    if not isinstance(node, yaml.ScalarNode) or node.value not in ("", "~", "null"):
+        raise YamlError(_line(node), "!delete takes no value")
+    return DELETE
+
+
+def _construct_secret(loader: _Loader, node: yaml.Node) -> SecretRef:
+    if not isinstance(node, yaml.ScalarNode) or not SECRET_NAME.match(str(node.value)):
+        raise YamlError(
+            _line(node), "!secret needs a secret name matching [A-Za-z_][A-Za-z0-9_]*"
+        )
+    return SecretRef(node.value)
+
+
+def _construct_unknown(loader: _Loader, suffix: str, node: yaml.Node) -> Any:
+    raise YamlError(_line(node), f"unknown tag {node.tag}")
+
+
+def _string(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _string)
+_Loader.add_constructor("!append", _construct_append)
+_Loader.add_constructor("!prepend", _construct_prepend)
+_Loader.add_constructor("!replace", _construct_replace)
+_Loader.add_constructor("!delete", _construct_delete)
+_Loader.add_constructor("!secret", _construct_secret)
+_Loader.add_constructor(None, lambda loader, node: _construct_unknown(loader, "", node))
+_Loader.add_multi_constructor("", _construct_unknown)
+
+# YAML 1.2 booleans and no implicit timestamps; everything else as YAML 1.1's safe resolver.
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    _Loader.yaml_implicit_resolvers[_first] = [
+        (tag, regexp)
+        for tag, regexp in _resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once every alias is expanded (shared nodes counted each
+    time they are referenced), computed without expanding anything."""
+    memo: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        memo[key] = MAX_EXPANDED_NODES + 1  # a node that reaches itself is a bomb too
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        memo[key] = min(total, MAX_EXPANDED_NODES + 1)
+        return memo[key]
+
+    return size(root)
+
+
+def parse(text: str) -> Any:
+    """Parse one YAML document (an empty document is ``None``)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if "*" in text and _expanded_size(node) > MAX_EXPANDED_NODES:
+            raise YamlError(
+                _line(node),
+                f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)",
+            )
+        return loader.construct_document(node)
+    except YamlError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = int(mark.line) + 1 if mark is not None else 0
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise YamlError(line, f"YAML syntax error: {problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(0, f"YAML error: {exc}") from None
+    except RecursionError:
+        raise YamlError(0, "YAML nesting too deep") from None
+    finally:
+        loader.dispose()

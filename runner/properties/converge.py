@@ -1,0 +1,80 @@
+"""Converged properties of the nodes of a snapshot (SPEC 2.3).
+
+Layers, lowest first: template defaults (at the pinned version) → ``properties.yaml`` → project →
+environment → asset → recorded outputs (under the reserved key ``outputs``) → run overrides.
+A ``Converger`` remembers wrapped layers and merged prefixes, so converging 10,000 assets that
+share templates, projects and environments merges each shared prefix once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import InvalidArgument
+from runner.loading.snapshot import Snapshot
+from runner.model import Layer
+from runner.properties.merge import Branch, Converged, merge, under_key, unwrap, values_only, wrap
+
+
+class Converger:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self._wrapped: dict[int, Branch] = {}
+        self._prefixes: dict[tuple[int, ...], Branch] = {}
+
+    def _wrap(self, layer: Layer) -> Branch:
+        key = id(layer)
+        found = self._wrapped.get(key)
+        if found is None:
+            found = self._wrapped[key] = wrap(layer)
+        return found
+
+    def layers(self, path: str) -> list[Layer]:
+        """The file layers (1–5) of a node, lowest first."""
+        snap = self.snapshot
+        if path in snap.assets:
+            asset = snap.assets[path]
+            template = snap.template_of(asset)
+            found = [template.properties] if template is not None else []
+            found += [snap.repo_properties, snap.projects[asset.project].properties]
+            if asset.environment is not None:
+                env = snap.environments[asset.parent_path]
+                found.append(env.properties)
+            found.append(asset.properties)
+            return found
+        if path in snap.environments:
+            env = snap.environments[path]
+            return [snap.repo_properties, snap.projects[env.project].properties, env.properties]
+        parts = path.split("/")
+        if len(parts) == 3 and parts[1] == "projects" and parts[2] in snap.projects:
+            return [snap.repo_properties, snap.projects[parts[2]].properties]
+        raise InvalidArgument(f"{path}: no such node (try `runner graph` for the node paths)")
+
+    def merged(
+        self,
+        path: str,
+        outputs: dict[str, Any] | None = None,
+        overrides: Layer | None = None,
+    ) -> Branch:
+        layers = self.layers(path)
+        prefix_key = tuple(id(layer) for layer in layers[:-1])
+        prefix = self._prefixes.get(prefix_key)
+        if prefix is None:
+            prefix = self._prefixes[prefix_key] = merge(self._wrap(x) for x in layers[:-1])
+        extra = [self._wrap(layers[-1])]
+        if outputs:
+            extra.append(under_key("outputs", wrap(Layer("outputs", "state", outputs))))
+        if overrides is not None:
+            extra.append(wrap(overrides))
+        return merge([prefix, *extra])
+
+    def converge(
+        self,
+        path: str,
+        outputs: dict[str, Any] | None = None,
+        overrides: Layer | None = None,
+    ) -> Converged:
+        return unwrap(self.merged(path, outputs, overrides))
+
+    def values(self, path: str) -> dict[str, Any]:
+        return values_only(self.merged(path))
