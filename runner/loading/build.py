@@ -148,7 +148,9 @@ def template(
         file=file,
         name=doc.get("name", code),
         description=doc.get("description", ""),
-        properties=_layer("template", file, doc.get("properties")),
+        properties=_layer(
+            "template", f"{file}@{version}" if version else file, doc.get("properties")
+        ),
         actions=actions(file, doc.get("actions")),
         versions=versions,
         schema=_plain(schema) if schema is not None else None,

@@ -15,6 +15,7 @@ import jsonschema
 import networkx as nx
 
 from runner.errors import Problem
+from runner.loading.schemacheck import SchemaCheck
 from runner.loading.snapshot import Snapshot
 from runner.model import Action, Asset, Pos, Ref, Step, Template, WorkflowStep
 from runner.properties.converge import Converger
@@ -321,16 +322,14 @@ def _converged(snap: Snapshot, converger: Converger) -> Iterator[Problem]:
         key = id(template)
         if key not in validators:
             try:
-                cls = jsonschema.validators.validator_for(template.schema)
-                cls.check_schema(template.schema)
-                validators[key] = cls(template.schema)
+                validators[key] = SchemaCheck(template.schema)
             except jsonschema.SchemaError:
                 validators[key] = None  # reported at the template
         validator = validators[key]
         if validator is None:
             continue
         values = converger.values(path)
-        errors = list(validator.iter_errors(values))
+        errors = validator.errors(values)
         if not errors:
             continue
         provenance = converger.converge(path).provenance

@@ -21,6 +21,7 @@ import jsonschema
 
 from runner.errors import Problem
 from runner.gitrepo import TreeEntry, blob_id
+from runner.loading.schemacheck import SchemaCheck
 from runner.loading.source import Source
 from runner.loading.yamlfile import Mapping, YamlError, parse
 from runner.resources import data_dir
@@ -123,11 +124,10 @@ def _asset_like(project: str, env: str | None, name: str) -> tuple[str | None, s
 
 
 @cache
-def validator(kind: str) -> jsonschema.protocols.Validator:
+def validator(kind: str) -> SchemaCheck:
     """The compiled validator of a file kind (compiled once per process)."""
     schema = json.loads((data_dir("schemas") / f"{kind}.schema.json").read_text("utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    return SchemaCheck(schema)
 
 
 @cache
@@ -157,7 +157,7 @@ def line_at(value: Any, path: Iterable[Any]) -> int:
 def schema_problems(kind: str, value: Any) -> list[tuple[int, str]]:
     """``(line, message)`` for every way ``value`` breaks the schema of ``kind``."""
     found: list[tuple[int, str]] = []
-    for error in validator(kind).iter_errors(value):
+    for error in validator(kind).errors(value):
         best = error
         if error.context and error.validator != "oneOf":
             best = jsonschema.exceptions.best_match(error.context)

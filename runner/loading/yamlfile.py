@@ -123,28 +123,45 @@ class _Loader(yaml.CSafeLoader):
     def _fill(self, mapping: Mapping, node: yaml.MappingNode) -> Mapping:
         if not isinstance(node, yaml.MappingNode):
             raise YamlError(_line(node), f"expected a mapping, found {_kind(node)}")
-        seen: dict[Any, int] = {}
+        pairs = node.value
+        if any(key_node.tag == _MERGE_TAG for key_node, _ in pairs):
+            return self._fill_with_merge(mapping, node)
+        key_lines = mapping.key_lines
+        construct = self.construct_object
+        for key_node, value_node in pairs:
+            key = self._key(key_node)
+            line = key_node.start_mark.line + 1
+            if key in key_lines:
+                raise YamlError(line, f"duplicate key {key!r} (first defined at line {key_lines[key]})")
+            key_lines[key] = line
+            mapping[key] = construct(value_node, deep=True)
+        return mapping
+
+    def _key(self, key_node: yaml.Node) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise YamlError(_line(key_node), "a mapping key must be a scalar")
+        key = self.construct_object(key_node)
+        if isinstance(key, str):
+            return key
+        return str(key).lower() if isinstance(key, bool) or key is None else str(key)
+
+    def _fill_with_merge(self, mapping: Mapping, node: yaml.MappingNode) -> Mapping:
+        """``<<`` merge keys: explicit keys must be unique, and win over merged ones."""
+        seen: dict[str, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
-            key = self.construct_object(key_node)
-            try:
-                first = seen.get(key)
-            except TypeError:
-                raise YamlError(_line(key_node), "a mapping key must be a scalar") from None
-            if first is not None:
+            key = self._key(key_node)
+            if key in seen:
                 raise YamlError(
-                    _line(key_node), f"duplicate key {key!r} (first defined at line {first})"
+                    _line(key_node), f"duplicate key {key!r} (first defined at line {seen[key]})"
                 )
             seen[key] = _line(key_node)
         self.flatten_mapping(node)
-        key_lines = mapping.key_lines
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node)
-            if not isinstance(key, str):
-                key = str(key).lower() if isinstance(key, bool) else str(key)
+            key = self._key(key_node)
             mapping[key] = self.construct_object(value_node, deep=True)
-            key_lines[key] = _line(key_node)
+            mapping.key_lines[key] = _line(key_node)
         return mapping
 
     def construct_sequence_plain(self, node: yaml.Node) -> list[Any]:

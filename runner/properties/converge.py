@@ -13,7 +13,15 @@ from typing import Any
 from runner.errors import InvalidArgument
 from runner.loading.snapshot import Snapshot
 from runner.model import Layer
-from runner.properties.merge import Branch, Converged, merge, under_key, unwrap, values_only, wrap
+from runner.properties.merge import (
+    Branch,
+    Converged,
+    merge,
+    merge_values,
+    under_key,
+    unwrap,
+    wrap,
+)
 
 
 class Converger:
@@ -21,6 +29,7 @@ class Converger:
         self.snapshot = snapshot
         self._wrapped: dict[int, Branch] = {}
         self._prefixes: dict[tuple[int, ...], Branch] = {}
+        self._value_prefixes: dict[tuple[int, ...], dict[str, Any]] = {}
 
     def _wrap(self, layer: Layer) -> Branch:
         key = id(layer)
@@ -77,4 +86,13 @@ class Converger:
         return unwrap(self.merged(path, outputs, overrides))
 
     def values(self, path: str) -> dict[str, Any]:
-        return values_only(self.merged(path))
+        """The converged values of layers 1–5 without provenance (the fast path)."""
+        layers = self.layers(path)
+        key = tuple(id(layer) for layer in layers[:-1])
+        prefix = self._value_prefixes.get(key)
+        if prefix is None:
+            prefix = {}
+            for layer in layers[:-1]:
+                prefix = merge_values(prefix, layer.values)
+            self._value_prefixes[key] = prefix
+        return merge_values(prefix, layers[-1].values)

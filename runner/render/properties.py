@@ -36,7 +36,8 @@ def explain(converged: Converged, fmt: str) -> str:
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     if fmt == "yaml":
         return to_yaml(rows)
-    width = max((len(str(r["key"])) + len(scalar(r["value"])) for r in rows), default=0) + 3
+    widths = sorted(len(str(r["key"])) + len(scalar(r["value"])) + 3 for r in rows)
+    width = widths[int(len(widths) * 0.9)] if widths else 0  # a few long values don't push all
     lines = []
     for row in rows:
         left = f"{row['key']} = {scalar(row['value'])}"
