@@ -106,23 +106,21 @@ class GitRepo:
         if root is None:
             return
         for obj in root:
-            name = obj.name
-            mode = obj.filemode
-            if mode == FILEMODE_TREE:
+            name = obj.name or ""
+            if isinstance(obj, pygit2.Tree):
                 if name in folders:
                     yield from self._walk_tree(obj, name)
             else:
-                yield TreeEntry(name, str(obj.id), _kind(mode))
+                yield TreeEntry(name, str(obj.id), _kind(obj.filemode))
 
     def _walk_tree(self, tree: pygit2.Tree, base: str) -> Iterator[TreeEntry]:
         for obj in tree:
             path = f"{base}/{obj.name}"
-            mode = obj.filemode
-            if mode == FILEMODE_TREE:
+            if isinstance(obj, pygit2.Tree):
                 yield TreeEntry(path, str(obj.id), "dir")
                 yield from self._walk_tree(obj, path)
             else:
-                yield TreeEntry(path, str(obj.id), _kind(mode))
+                yield TreeEntry(path, str(obj.id), _kind(obj.filemode))
 
     def blob(self, oid: str) -> bytes:
         _, data = self._repo.odb.read(oid)

@@ -12,8 +12,13 @@ _FIELDS = (
     ("day of week", 0, 7),
 )
 _NAMES = {
-    3: {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)},
-    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+    3: {
+        m: i
+        for i, m in enumerate(
+            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+        )
+    },
+    4: {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
 }
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -49,7 +54,9 @@ def parse_cron(text: str) -> Cron:
     expanded = _MACROS.get(text.strip().lower(), text)
     fields = expanded.split()
     if len(fields) != 5:
-        raise CronError(f"needs 5 fields (minute hour day-of-month month day-of-week), found {len(fields)}")
+        raise CronError(
+            f"needs 5 fields (minute hour day-of-month month day-of-week), found {len(fields)}"
+        )
     sets = [_field(i, f) for i, f in enumerate(fields)]
     weekdays = frozenset(0 if d == 7 else d for d in sets[4])
     return Cron(

@@ -38,7 +38,7 @@ class RunnerGroup(click.Group):
     """Maps exceptions to exit codes in one place (click's usage errors become 3, since our 2
     means "changes present")."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         debug = "--debug" in sys.argv
         try:
@@ -83,7 +83,10 @@ class RunnerGroup(click.Group):
     "--repo",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="The ops repo root (default: the nearest folder upward with a runner.yaml, else the git top level).",
+    help=(
+        "The ops repo root (default: the nearest folder upward with a runner.yaml, "
+        "else the git top level)."
+    ),
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.pass_context

@@ -18,5 +18,7 @@ def init_command(folder: Path) -> None:
     click.echo(f"Created an ops repo in {done.folder} (commit {done.commit[:12]}).")
     if done.tags:
         click.echo(f"Pinned template versions point at the tags: {', '.join(done.tags)}.")
-    click.echo(f"Next: cd {folder} && runner validate && runner properties --explain "
-               "/projects/pay/environments/prod/assets/api")
+    click.echo(
+        f"Next: cd {folder} && runner validate && runner properties --explain "
+        "/projects/pay/environments/prod/assets/api"
+    )

@@ -13,7 +13,9 @@ from runner.render import properties as render
 @cli.command("properties")
 @click.argument("path")
 @rev_option()
-@click.option("--explain", is_flag=True, help="One line per leaf: key = value, layer and file:line.")
+@click.option(
+    "--explain", is_flag=True, help="One line per leaf: key = value, layer and file:line."
+)
 @format_option("text", "yaml", "json")
 @click.pass_obj
 def properties_command(obj: Context, path: str, rev: str | None, explain: bool, fmt: str) -> None:

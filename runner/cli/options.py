@@ -10,7 +10,9 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def rev_option(help_text: str = "Read the ops repo at this revision (default: the working tree).") -> Callable[[F], F]:
+def rev_option(
+    help_text: str = "Read the ops repo at this revision (default: the working tree).",
+) -> Callable[[F], F]:
     return click.option("--rev", default=None, metavar="REV", help=help_text)
 
 

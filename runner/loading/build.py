@@ -58,7 +58,9 @@ def _retries(value: Any) -> Retries:
         return Retries()
     if isinstance(value, int):
         return Retries(attempts=value, backoff=1.0)
-    return Retries(attempts=int(value.get("attempts", 0)), backoff=parse_duration(value.get("backoff", 1)))
+    return Retries(
+        attempts=int(value.get("attempts", 0)), backoff=parse_duration(value.get("backoff", 1))
+    )
 
 
 # --- runner.yaml --------------------------------------------------------------------------------
@@ -232,7 +234,9 @@ def workflow_step(file: str, doc: Mapping) -> WorkflowStep:
     }
     if "change" in doc:
         change = doc["change"]
-        targets = _refs(file, change, "targets") or ((_ref(file, change, "target"),) if "target" in change else ())
+        targets = _refs(file, change, "targets") or (
+            (_ref(file, change, "target"),) if "target" in change else ()
+        )
         overrides = change.get("property_overrides")
         return WorkflowStep(
             kind="change",

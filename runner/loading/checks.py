@@ -7,9 +7,9 @@ to something whose own file is broken stays quiet (that file already has its pro
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema
 import networkx as nx
@@ -64,7 +64,11 @@ def _ordered_cycle(graph: nx.DiGraph, members: list[str]) -> list[str]:
     order = [start]
     allowed = set(members)
     while True:
-        nxt = sorted(n for n in graph.successors(order[-1]) if n in allowed and (n not in order or n == start))
+        nxt = sorted(
+            n
+            for n in graph.successors(order[-1])
+            if n in allowed and (n not in order or n == start)
+        )
         candidate = next((n for n in nxt if n not in order), None)
         if candidate is None:
             return order
@@ -91,7 +95,9 @@ def _template(template: Template) -> Iterator[Problem]:
             cls = jsonschema.validators.validator_for(template.schema)
             cls.check_schema(template.schema)
         except jsonschema.SchemaError as exc:
-            yield _at(template.schema_pos, f"{label}schema is not a valid JSON Schema: {exc.message}")
+            yield _at(
+                template.schema_pos, f"{label}schema is not a valid JSON Schema: {exc.message}"
+            )
     yield from (
         Problem(pos_file, p.line, f"{label}{p.message}") if label else p
         for p in actions_problems(template.actions, set(template.actions))
@@ -115,14 +121,28 @@ def actions_problems(actions: dict[str, Action], known: set[str]) -> Iterator[Pr
                 seen[step.name] = step
             if step.action is not None:
                 if step.action.value not in known:
-                    yield _at(step.action.pos, f"step {step.name}: unknown action {step.action.value!r}")
+                    yield _at(
+                        step.action.pos, f"step {step.name}: unknown action {step.action.value!r}"
+                    )
                 else:
                     calls.add_edge(action.name, step.action.value, pos=step.action.pos)
-        yield from _needs(action.name, action.steps)
+        yield from needs_problems(action.steps, f"action {action.name}: step needs")
     yield from cycle_problems(calls, "child action")
 
 
-def _needs(action: str, steps: Iterable[Step]) -> Iterator[Problem]:
+class _Stepish(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs(self) -> tuple[Ref, ...]: ...
+
+    @property
+    def steps(self) -> Sequence[_Stepish]: ...
+
+
+def needs_problems(steps: Sequence[_Stepish], what: str) -> Iterator[Problem]:
+    """``needs`` name siblings only (steps of the same list); their graph has no cycle."""
     siblings = {s.name for s in steps}
     graph = nx.DiGraph()
     for step in steps:
@@ -137,8 +157,8 @@ def _needs(action: str, steps: Iterable[Step]) -> Iterator[Problem]:
             else:
                 graph.add_edge(step.name, need.value, pos=need.pos)
         if step.steps:
-            yield from _needs(action, step.steps)
-    yield from cycle_problems(graph, f"action {action}: step needs")
+            yield from needs_problems(step.steps, what)
+    yield from cycle_problems(graph, what)
 
 
 # --- nodes --------------------------------------------------------------------------------------
@@ -160,12 +180,16 @@ def _assets(snap: Snapshot) -> Iterator[Problem]:
         if template is None:
             if template_file not in snap.broken:
                 known = ", ".join(sorted(snap.templates)) or "none"
-                yield _at(asset.template.pos, f"unknown template {asset.template.value!r} (templates: {known})")
+                yield _at(
+                    asset.template.pos,
+                    f"unknown template {asset.template.value!r} (templates: {known})",
+                )
         elif asset.version is not None and asset.version not in template.versions:
             known = ", ".join(sorted(template.versions)) or "none"
             yield _at(
                 asset.template.pos,
-                f"template {asset.template.value} has no version {asset.version!r} (versions: {known})",
+                f"template {asset.template.value} has no version {asset.version!r} "
+                f"(versions: {known})",
             )
         for dep in asset.depends_on:
             target = resolve_dependency(snap, asset, dep.value)
@@ -196,8 +220,13 @@ def _environments(snap: Snapshot) -> Iterator[Problem]:
             elif target in snap.environments:
                 graph.add_edge(path, target, pos=dep.pos)
             elif not _is_broken(snap, target):
-                known = ", ".join(sorted(e.code for e in snap.environments.values() if e.project == env.project))
-                yield _at(dep.pos, f"depends_on: unknown environment {dep.value!r} (environments: {known})")
+                known = ", ".join(
+                    sorted(e.code for e in snap.environments.values() if e.project == env.project)
+                )
+                yield _at(
+                    dep.pos,
+                    f"depends_on: unknown environment {dep.value!r} (environments: {known})",
+                )
         yield from _groups(snap, env.settings.requires_approval_from)
     yield from cycle_problems(graph, "environment depends_on")
 
@@ -236,7 +265,10 @@ def _workflows(snap: Snapshot) -> Iterator[Problem]:
         seen: dict[str, WorkflowStep] = {}
         for step in (s for top in wf.steps for s in top.walk()):
             if step.name in seen:
-                yield _at(step.pos, f"duplicate step name {step.name!r} (first at line {seen[step.name].pos.line})")
+                yield _at(
+                    step.pos,
+                    f"duplicate step name {step.name!r} (first at line {seen[step.name].pos.line})",
+                )
             seen.setdefault(step.name, step)
             for target in step.targets:
                 if not snap.has_node(target.value) and not _is_broken(snap, target.value):
@@ -248,7 +280,7 @@ def _workflows(snap: Snapshot) -> Iterator[Problem]:
                     calls.add_edge(qualified, found[0], pos=step.workflow.pos)
                 else:
                     yield _at(step.workflow.pos, _workflow_message(step.workflow.value, found))
-        yield from _workflow_needs(wf.steps)
+        yield from needs_problems(wf.steps, "step needs")
     yield from cycle_problems(calls, "workflow")
 
 
@@ -258,26 +290,14 @@ def _workflow_message(name: str, found: list[str]) -> str:
     return f"workflow {name!r} is ambiguous: write one of {', '.join(found)}"
 
 
-def _workflow_needs(steps: tuple[WorkflowStep, ...]) -> Iterator[Problem]:
-    siblings = {s.name for s in steps}
-    graph = nx.DiGraph()
-    for step in steps:
-        graph.add_node(step.name)
-        for need in step.needs:
-            if need.value not in siblings:
-                yield _at(need.pos, f"step {step.name}: needs unknown step {need.value!r} (steps here: {', '.join(sorted(siblings))})")
-            else:
-                graph.add_edge(step.name, need.value, pos=need.pos)
-        if step.steps:
-            yield from _workflow_needs(step.steps)
-    yield from cycle_problems(graph, "step needs")
-
-
 def _schedules(snap: Snapshot) -> Iterator[Problem]:
     seen: dict[str, Pos] = {}
     for schedule in snap.schedules:
         if schedule.name in seen:
-            yield _at(schedule.pos, f"duplicate schedule name {schedule.name!r} (first at {seen[schedule.name]})")
+            yield _at(
+                schedule.pos,
+                f"duplicate schedule name {schedule.name!r} (first at {seen[schedule.name]})",
+            )
         seen.setdefault(schedule.name, schedule.pos)
         if schedule.target is not None and not snap.has_node(schedule.target.value):
             yield _at(schedule.target.pos, f"unknown node {schedule.target.value}")
@@ -351,7 +371,9 @@ def _safe_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return error.message
     if error.validator in ("type", "enum", "const", "pattern", "minimum", "maximum", "format"):
-        return f"{error.validator} {error.validator_value!r} not satisfied by {_short(error.instance)}"
+        return (
+            f"{error.validator} {error.validator_value!r} not satisfied by {_short(error.instance)}"
+        )
     return error.message
 
 

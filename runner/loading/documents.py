@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,9 @@ def classify(path: str) -> tuple[str | None, str | None]:
         env = rest[1]
         if rest[2:] == ["environment.yaml"]:
             kind, problem = _code_or_problem("project", project, "environment")
-            return (kind, problem) if problem else _code_or_problem("environment", env, "environment")
+            return (
+                (kind, problem) if problem else _code_or_problem("environment", env, "environment")
+            )
         if rest[2] == "assets" and len(rest) == 4 and yaml_like:
             return _asset_like(project, env, rest[3])
         if len(rest) == 3 and yaml_like:
@@ -163,21 +165,25 @@ def schema_problems(kind: str, value: Any) -> list[tuple[int, str]]:
             best = jsonschema.exceptions.best_match(error.context)
         where = ".".join(str(p) for p in best.absolute_path)
         message = _message(best)
-        found.append((line_at(value, best.absolute_path), f"{where}: {message}" if where else message))
+        found.append(
+            (line_at(value, best.absolute_path), f"{where}: {message}" if where else message)
+        )
     return sorted(set(found))
 
 
 def _message(error: jsonschema.ValidationError) -> str:
+    schema: Any = error.schema
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        instance: Any = error.instance
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
+        allowed = ", ".join(sorted(schema.get("properties", {})))
         if extra:
             names = ", ".join(repr(e) for e in extra)
             return f"unknown key {names} (allowed: {allowed})"
     if error.validator == "pattern":
-        return f"{_short(error.instance)} does not match {error.schema['pattern']}"
+        return f"{_short(error.instance)} does not match {schema['pattern']}"
     if error.validator == "oneOf" and isinstance(error.instance, dict):
-        branches = error.validator_value
+        branches: Any = error.validator_value
         if all(set(b) == {"required"} and len(b["required"]) == 1 for b in branches):
             keys = [b["required"][0] for b in branches]
             found = [k for k in keys if k in error.instance]
@@ -212,7 +218,7 @@ class ParseCache:
                         stored = pickle.load(fh)  # noqa: S301 - our own file under .git/
                     if stored.get("version") == schemas_fingerprint():
                         self._entries = stored["entries"]
-                except Exception:  # noqa: BLE001 - a broken cache is just a cold cache
+                except Exception:
                     self._entries = {}
         return self._entries
 
@@ -265,7 +271,7 @@ def read_documents(
             )
             continue
         document = read_one(
-            entry.path, entry.oid, kind, lambda e=entry: source.read(e), cache, max_bytes, problems
+            entry.path, entry.oid, kind, partial(source.read, entry), cache, max_bytes, problems
         )
         if document is not None:
             documents.append(document)
@@ -309,7 +315,9 @@ def read_one(
 
 def _too_big(path: str, size: int, max_bytes: int) -> Problem:
     return Problem(
-        path, 0, f"file is {size} bytes, over the limit of {max_bytes} (runner.yaml limits.max_file_bytes)"
+        path,
+        0,
+        f"file is {size} bytes, over the limit of {max_bytes} (runner.yaml limits.max_file_bytes)",
     )
 
 
@@ -319,7 +327,11 @@ def _check(kind: str, data: bytes) -> tuple[int, Any, list[tuple[int, str]]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return size, None, [(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")]
+        return (
+            size,
+            None,
+            [(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")],
+        )
     if text.startswith("\ufeff"):
         text = text[1:]
     try:

@@ -10,6 +10,7 @@ from runner.gitrepo import GitRepo
 from runner.loading import build
 from runner.loading.documents import Document, ParseCache, read_documents, read_one
 from runner.loading.source import GitSource, OpsRepo, Source, WorkTreeSource
+from runner.loading.yamlfile import Mapping
 from runner.model import (
     Asset,
     Environment,
@@ -92,7 +93,7 @@ def build_snapshot(source: Source, ops: OpsRepo, cache: ParseCache) -> Snapshot:
     problems += more_problems
     broken = {p.file for p in problems}
 
-    repo_properties = Layer("repo", "properties.yaml", build.Mapping(1))
+    repo_properties = Layer("repo", "properties.yaml", Mapping(1))
     templates: dict[str, Template] = {}
     projects: dict[str, Project] = {}
     environments: dict[str, Environment] = {}
@@ -195,17 +196,30 @@ def _pinned_templates(
         found = git.read_path(commit, path)
         if found is None:
             problems.append(
-                Problem(template.file, pin.pos.line, f"{where}: {template.file} does not exist at that revision")
+                Problem(
+                    template.file,
+                    pin.pos.line,
+                    f"{where}: {template.file} does not exist at that revision",
+                )
             )
             continue
         oid, data = found
         at_rev: list[Problem] = []
         doc = read_one(
-            template.file, oid, "template", lambda: data, cache, settings.max_file_bytes, at_rev
+            template.file,
+            oid,
+            "template",
+            lambda data=data: data,  # type: ignore[misc]
+            cache,
+            settings.max_file_bytes,
+            at_rev,
         )
         problems += [
-            Problem(template.file, pin.pos.line, f"{where}: line {p.line}: {p.message}") for p in at_rev
+            Problem(template.file, pin.pos.line, f"{where}: line {p.line}: {p.message}")
+            for p in at_rev
         ]
         if doc is not None and doc.ok:
-            pinned[(code, version)] = build.template(code, template.file, doc.value, version, commit)
+            pinned[(code, version)] = build.template(
+                code, template.file, doc.value, version, commit
+            )
     return pinned, problems

@@ -51,7 +51,9 @@ class Mapping(dict[str, Any]):
         return self.key_lines.get(key, self.line)
 
 
-def _rebuild(cls: type[Mapping], line: int, key_lines: dict[str, int], items: dict[str, Any]) -> Mapping:
+def _rebuild(
+    cls: type[Mapping], line: int, key_lines: dict[str, int], items: dict[str, Any]
+) -> Mapping:
     new = cls(line)
     new.key_lines = key_lines
     new.update(items)
@@ -114,8 +116,7 @@ def _line(node: yaml.Node) -> int:
 
 
 class _Loader(yaml.CSafeLoader):
-    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {}
-    yaml_constructors: ClassVar[dict[Any, Any]] = dict(yaml.SafeLoader.yaml_constructors)
+    """libyaml's parser with our constructors and resolvers (registered below)."""
 
     def construct_ours(self, node: yaml.MappingNode) -> Mapping:
         return self._fill(Mapping(_line(node)), node)
@@ -132,7 +133,9 @@ class _Loader(yaml.CSafeLoader):
             key = self._key(key_node)
             line = key_node.start_mark.line + 1
             if key in key_lines:
-                raise YamlError(line, f"duplicate key {key!r} (first defined at line {key_lines[key]})")
+                raise YamlError(
+                    line, f"duplicate key {key!r} (first defined at line {key_lines[key]})"
+                )
             key_lines[key] = line
             mapping[key] = construct(value_node, deep=True)
         return mapping
@@ -201,7 +204,9 @@ def _construct_prepend(loader: _Loader, node: yaml.Node) -> Prepend:
 def _construct_replace(loader: _Loader, node: yaml.Node) -> Replace:
     if not isinstance(node, yaml.MappingNode):
         raise YamlError(_line(node), f"!replace needs a mapping, found {_kind(node)}")
-    return loader._fill(Replace(_line(node)), node)  # noqa: SLF001
+    replace = Replace(_line(node))
+    loader._fill(replace, node)
+    return replace
 
 
 def _construct_delete(loader: _Loader, node: yaml.Node) -> DeleteType:
@@ -212,9 +217,7 @@ def _construct_delete(loader: _Loader, node: yaml.Node) -> DeleteType:
 
 def _construct_secret(loader: _Loader, node: yaml.Node) -> SecretRef:
     if not isinstance(node, yaml.ScalarNode) or not SECRET_NAME.match(str(node.value)):
-        raise YamlError(
-            _line(node), "!secret needs a secret name matching [A-Za-z_][A-Za-z0-9_]*"
-        )
+        raise YamlError(_line(node), "!secret needs a secret name matching [A-Za-z_][A-Za-z0-9_]*")
     return SecretRef(node.value)
 
 
@@ -226,6 +229,8 @@ def _string(loader: _Loader, node: yaml.ScalarNode) -> str:
     return str(node.value)
 
 
+_Loader.yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
+_Loader.yaml_multi_constructors = {}
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _string)
@@ -234,10 +239,10 @@ _Loader.add_constructor("!prepend", _construct_prepend)
 _Loader.add_constructor("!replace", _construct_replace)
 _Loader.add_constructor("!delete", _construct_delete)
 _Loader.add_constructor("!secret", _construct_secret)
-_Loader.add_constructor(None, lambda loader, node: _construct_unknown(loader, "", node))
 _Loader.add_multi_constructor("", _construct_unknown)
 
 # YAML 1.2 booleans and no implicit timestamps; everything else as YAML 1.1's safe resolver.
+_Loader.yaml_implicit_resolvers = {}
 for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
     _Loader.yaml_implicit_resolvers[_first] = [
         (tag, regexp)

@@ -135,6 +135,10 @@ def _settle(value: Branch | Leaf) -> Branch | Leaf:
         if isinstance(value.value, Append | Prepend):
             return Leaf(_plain(list(value.value)), value.prov)
         return value
+    return _settle_branch(value)
+
+
+def _settle_branch(value: Branch) -> Branch:
     if not value.marked and not isinstance(value, ReplaceBranch):
         return value
     out = Branch(value.prov)
@@ -147,7 +151,7 @@ def _settle(value: Branch | Leaf) -> Branch | Leaf:
 
 def _merge_branches(config: Merger, path: list[str], base: Branch, nxt: Branch) -> Branch:
     if isinstance(nxt, ReplaceBranch):
-        return _settle(nxt)
+        return _settle_branch(nxt)
     out = Branch(nxt.prov)
     out.update(base)
     for key, value in nxt.items():
@@ -176,7 +180,7 @@ def merge(layers: Iterable[Branch]) -> Branch:
     """Merge wrapped layers, lowest first. Inputs are never mutated."""
     result: Branch | None = None
     for layer in layers:
-        result = _settle(layer) if result is None else MERGER.merge(result, layer)
+        result = _settle_branch(layer) if result is None else MERGER.merge(result, layer)
     return result if result is not None else Branch(Provenance("none", "", 0))
 
 
@@ -267,4 +271,4 @@ def merge_values(base: dict[str, Any] | None, layer: dict[str, Any]) -> dict[str
 
 def settle_values(layer: dict[str, Any]) -> dict[str, Any]:
     """A loaded mapping as plain values, tags resolved against nothing below."""
-    return merge_values({}, {k: v for k, v in layer.items()})
+    return merge_values({}, dict(layer))
