@@ -16,7 +16,10 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
     )
-    saved = {k: os.environ.get(k) for k in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME")
+    }
     os.environ["HOME"] = str(home)
     os.environ["GIT_CONFIG_GLOBAL"] = str(home / ".gitconfig")
     os.environ["GIT_CONFIG_NOSYSTEM"] = "1"

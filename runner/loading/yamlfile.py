@@ -229,7 +229,12 @@ def _string(loader: _Loader, node: yaml.ScalarNode) -> str:
     return str(node.value)
 
 
-_Loader.yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
+# JSON-compatible values only: no !!binary, !!set, !!omap or !!pairs.
+_Loader.yaml_constructors = {
+    tag: constructor
+    for tag, constructor in yaml.SafeLoader.yaml_constructors.items()
+    if tag is not None and tag.rsplit(":", 1)[-1] in ("null", "bool", "int", "float", "str")
+}
 _Loader.yaml_multi_constructors = {}
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)

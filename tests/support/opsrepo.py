@@ -108,7 +108,9 @@ class OpsRepoBuilder:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD")
 
-    def runner(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+    def runner(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         return run_cli(*args, cwd=cwd or self.root, env=env)
 
     def snapshot_state(self) -> tuple[str, str]:
