@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import BENCH, best_of, python  # noqa: E402
-from generate import generate  # noqa: E402
+from _measure import BENCH, best_of, python
+from generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = best_of(
         args.runs,
-        python("-c", f"import sys; sys.path.insert(0, {str(BENCH)!r}); "
-               f"from _baseline import parse_only; parse_only({str(repo)!r})"),
+        python(
+            "-c",
+            f"import sys; sys.path.insert(0, {str(BENCH)!r}); "
+            f"from _baseline import parse_only; parse_only({str(repo)!r})",
+        ),
     )
     validate = python("-m", "runner", "--repo", str(repo), "validate", "--rev", "HEAD")
     cold = best_of(args.runs, validate, before=drop_cache)
@@ -54,9 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     assets = args.projects * args.environments * args.assets
     print(f"B1 validate + converge, {assets} assets (best of {args.runs}, process start to exit)")
     print(f"  baseline parse-only  {baseline.seconds:6.2f} s  {baseline.max_rss_mb:6.0f} MB")
-    print(f"  cold                 {cold.seconds:6.2f} s  {cold.max_rss_mb:6.0f} MB   target <= 2.5 s")
-    print(f"  warm (cache)         {warm.seconds:6.2f} s  {warm.max_rss_mb:6.0f} MB   target <= 0.8 s")
-    print(f"  ratio cold/baseline  {cold.seconds / baseline.seconds:6.2f}              target <= 1.5")
+    print(
+        f"  cold                 {cold.seconds:6.2f} s  {cold.max_rss_mb:6.0f} MB   target <= 2.5 s"
+    )
+    print(
+        f"  warm (cache)         {warm.seconds:6.2f} s  {warm.max_rss_mb:6.0f} MB   target <= 0.8 s"
+    )
+    print(
+        f"  ratio cold/baseline  {cold.seconds / baseline.seconds:6.2f}              target <= 1.5"
+    )
     print(f"  ratio warm/baseline  {warm.seconds / baseline.seconds:6.2f}")
     if cold.exit_code != 0 or warm.exit_code != 0:
         print("  validate did not exit 0", file=sys.stderr)

@@ -57,7 +57,7 @@ class Converger:
         parts = path.split("/")
         if len(parts) == 3 and parts[1] == "projects" and parts[2] in snap.projects:
             return [snap.repo_properties, snap.projects[parts[2]].properties]
-        raise InvalidArgument(f"{path}: no such node (try `runner graph` for the node paths)")
+        raise InvalidArgument(f"{path}: no such node")
 
     def merged(
         self,
