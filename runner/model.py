@@ -256,6 +256,10 @@ class Schedule:
     enabled: bool = True
     allow_parallel: bool = False
     property_overrides: Layer | None = None
+    key_lines: dict[str, int] = field(default_factory=dict)
+
+    def pos_of(self, key: str) -> Pos:
+        return Pos(self.pos.file, self.key_lines.get(key, self.pos.line))
 
 
 @dataclass(frozen=True)
@@ -276,3 +280,4 @@ class Settings:
     lease_ttl: float = 60.0
     lease_renew: float = 20.0
     max_file_bytes: int = 1024 * 1024
+    key_lines: dict[str, int] = field(default_factory=dict)

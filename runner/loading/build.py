@@ -88,6 +88,7 @@ def settings(file: str, doc: Mapping) -> Settings:
         lease_ttl=parse_duration(leases.get("ttl", defaults.lease_ttl)),
         lease_renew=parse_duration(leases.get("renew_every", defaults.lease_renew)),
         max_file_bytes=limits.get("max_file_bytes", defaults.max_file_bytes),
+        key_lines=dict(doc.key_lines),
     )
 
 
@@ -301,6 +302,7 @@ def schedules(project_code: str | None, file: str, doc: list[Mapping] | None) ->
                 enabled=bool(item.get("enabled", True)),
                 allow_parallel=bool(item.get("allow_parallel", False)),
                 property_overrides=_layer("overrides", file, overrides) if overrides else None,
+                key_lines=dict(item.key_lines),
             )
         )
     return found

@@ -306,19 +306,20 @@ def _schedules(snap: Snapshot) -> Iterator[Problem]:
             if len(found) != 1:
                 yield _at(schedule.workflow.pos, _workflow_message(schedule.workflow.value, found))
         if schedule.timezone is not None and not _valid_zone(schedule.timezone):
-            yield _at(schedule.pos, f"unknown time zone {schedule.timezone!r}")
+            yield _at(schedule.pos_of("timezone"), f"unknown time zone {schedule.timezone!r}")
         if schedule.cron is not None:
             from runner.scheduling import cron_problem
 
             problem = cron_problem(schedule.cron)
             if problem:
-                yield _at(schedule.pos, f"cron {schedule.cron!r}: {problem}")
+                yield _at(schedule.pos_of("cron"), f"cron {schedule.cron!r}: {problem}")
 
 
 def _settings(snap: Snapshot) -> Iterator[Problem]:
     settings = snap.settings
     if settings.file is not None and not _valid_zone(settings.timezone):
-        yield Problem(settings.file, 0, f"unknown time zone {settings.timezone!r}")
+        line = settings.key_lines.get("timezone", 0)
+        yield Problem(settings.file, line, f"unknown time zone {settings.timezone!r}")
 
 
 @cache
@@ -337,7 +338,7 @@ def _converged(snap: Snapshot, converger: Converger) -> Iterator[Problem]:
     validators: dict[int, Any] = {}
     for path, asset in sorted(snap.assets.items()):
         template = snap.template_of(asset)
-        if template is None or template.schema is None:
+        if template is None or template.schema is None or not converger.has_layers(asset):
             continue
         key = id(template)
         if key not in validators:

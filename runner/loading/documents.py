@@ -107,6 +107,11 @@ def classify(path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _in_layout(path: str) -> bool:
+    """Inside the folders the runner reads (where a symlink could smuggle in a file)."""
+    return path.startswith(("projects/", "templates/")) or path in _TOP
+
+
 def _code_or_problem(what: str, code: str, kind: str) -> tuple[str | None, str | None]:
     if CODE.match(code):
         return kind, None
@@ -165,10 +170,27 @@ def schema_problems(kind: str, value: Any) -> list[tuple[int, str]]:
             best = jsonschema.exceptions.best_match(error.context)
         where = ".".join(str(p) for p in best.absolute_path)
         message = _message(best)
-        found.append(
-            (line_at(value, best.absolute_path), f"{where}: {message}" if where else message)
-        )
+        found.append((_error_line(value, best), f"{where}: {message}" if where else message))
     return sorted(set(found))
+
+
+def _error_line(value: Any, error: jsonschema.ValidationError) -> int:
+    """The line of the offending key where the error names one (an unknown key, a reserved
+    key), else of the deepest key on the error's path."""
+    path = list(error.absolute_path)
+    instance: Any = error.instance
+    schema: Any = error.schema
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
+        if extra:
+            return min(line_at(value, [*path, key]) for key in extra)
+    if error.validator == "propertyNames" or (
+        error.validator == "not"
+        and isinstance(instance, str)
+        and error.validator_value == {"const": "outputs"}
+    ):
+        return line_at(value, [*path, instance])
+    return line_at(value, path)
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -258,6 +280,11 @@ def read_documents(
     problems: list[Problem] = []
     for entry in entries:
         if entry.kind == "dir":
+            continue
+        if entry.kind not in ("file", "dir") and _in_layout(entry.path):
+            problems.append(
+                Problem(entry.path, 0, f"is a {entry.kind}; the runner reads regular files only")
+            )
             continue
         kind, misplaced = classify(entry.path)
         if misplaced is not None:

@@ -299,6 +299,8 @@ def parse(text: str) -> Any:
         raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and mark is not None and mark.line >= text.count("\n"):
+            mark = exc.context_mark  # ran into the end: point at what was left open
         line = int(mark.line) + 1 if mark is not None else 0
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import InvalidArgument
 from runner.loading.snapshot import Snapshot
-from runner.model import Layer
+from runner.model import Asset, Layer
 from runner.properties.merge import (
     Branch,
     Converged,
@@ -37,6 +37,14 @@ class Converger:
         if found is None:
             found = self._wrapped[key] = wrap(layer)
         return found
+
+    def has_layers(self, asset: Asset) -> bool:
+        """False when the asset's project or environment file is missing or broken (that file
+        has its own problem; the asset cannot be converged meanwhile)."""
+        snap = self.snapshot
+        if asset.project not in snap.projects:
+            return False
+        return asset.environment is None or asset.parent_path in snap.environments
 
     def layers(self, path: str) -> list[Layer]:
         """The file layers (1–5) of a node, lowest first."""
