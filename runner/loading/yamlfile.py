@@ -146,7 +146,9 @@ class _Loader(yaml.CSafeLoader):
         key = self.construct_object(key_node)
         if isinstance(key, str):
             return key
-        return str(key).lower() if isinstance(key, bool) or key is None else str(key)
+        if key is None:
+            return "null"
+        return str(key).lower() if isinstance(key, bool) else str(key)
 
     def _fill_with_merge(self, mapping: Mapping, node: yaml.MappingNode) -> Mapping:
         """``<<`` merge keys: explicit keys must be unique, and win over merged ones."""
@@ -170,7 +172,16 @@ class _Loader(yaml.CSafeLoader):
     def construct_sequence_plain(self, node: yaml.Node) -> list[Any]:
         if not isinstance(node, yaml.SequenceNode):
             raise YamlError(_line(node), f"expected a list, found {_kind(node)}")
-        return [self.construct_object(child, deep=True) for child in node.value]
+        items = []
+        for child in node.value:
+            value = self.construct_object(child, deep=True)
+            if value is DELETE or isinstance(value, Append | Prepend | Replace):
+                tag = "!delete" if value is DELETE else child.tag
+                raise YamlError(
+                    _line(child), f"{tag} is only allowed as the value of a mapping key"
+                )
+            items.append(value)
+        return items
 
 
 def _kind(node: yaml.Node) -> str:
@@ -229,6 +240,16 @@ def _string(loader: _Loader, node: yaml.ScalarNode) -> str:
     return str(node.value)
 
 
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """YAML 1.2 integers: ``017`` is seventeen, ``0o17`` is octal."""
+    text = str(node.value)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
 # JSON-compatible values only: no !!binary, !!set, !!omap or !!pairs.
 _Loader.yaml_constructors = {
     tag: constructor
@@ -239,6 +260,7 @@ _Loader.yaml_multi_constructors = {}
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _string)
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor("!append", _construct_append)
 _Loader.add_constructor("!prepend", _construct_prepend)
 _Loader.add_constructor("!replace", _construct_replace)
@@ -252,8 +274,14 @@ for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
     _Loader.yaml_implicit_resolvers[_first] = [
         (tag, regexp)
         for tag, regexp in _resolvers
-        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+        if tag
+        not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int")
     ]
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),

@@ -120,7 +120,7 @@ def _plain(value: Any) -> Any:
         secret = _secret_form(value)
         if secret is not None:
             return secret
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items() if v is not DELETE}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
