@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from runner.errors import Problem
-from runner.gitrepo import GitRepo
+from runner.gitrepo import GitRepo, TreeEntry, blob_id
 from runner.loading import build
 from runner.loading.documents import Document, ParseCache, read_documents, read_one
 from runner.loading.source import GitSource, OpsRepo, Source, WorkTreeSource
@@ -37,6 +37,7 @@ class Snapshot:
     workflows: dict[str, Workflow]  # by project/code
     schedules: tuple[Schedule, ...]
     blobs: dict[str, str]  # file → blob id, for every file the model was built from
+    template_trees: dict[str, str]  # template → digest of its files other than template.yaml
     problems: list[Problem] = field(default_factory=list)
     broken: frozenset[str] = frozenset()  # files that had problems: references to them stay quiet
 
@@ -139,9 +140,24 @@ def build_snapshot(source: Source, ops: OpsRepo, cache: ParseCache) -> Snapshot:
         workflows=workflows,
         schedules=tuple(schedules),
         blobs={d.path: d.oid for d in docs},
+        template_trees=_template_trees(source, entries),
         problems=problems,
         broken=frozenset(broken),
     )
+
+
+def _template_trees(source: Source, entries: list[TreeEntry]) -> dict[str, str]:
+    """What a template's scripts and other files are, by content: a step may run them."""
+    found: dict[str, list[str]] = {}
+    for entry in entries:
+        parts = entry.path.split("/")
+        if parts[0] != "templates" or len(parts) < 3 or entry.kind == "dir":
+            continue
+        if parts[2] == "template.yaml" and len(parts) == 3:
+            continue
+        oid = entry.oid or blob_id(source.read(entry)) if entry.kind == "file" else entry.oid
+        found.setdefault(parts[1], []).append(f"{entry.path} {entry.kind} {oid}")
+    return {code: blob_id("\n".join(sorted(lines)).encode()) for code, lines in found.items()}
 
 
 def _orphans(
