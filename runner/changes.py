@@ -78,6 +78,7 @@ class Inputs:
         self.snapshot = snapshot
         self.converger = converger or Converger(snapshot)
         self._memo: dict[str, NodeInputs] = {}
+        self._actions: dict[tuple[int, int], dict[str, Any]] = {}
 
     def of(self, path: str) -> NodeInputs:
         found = self._memo.get(path)
@@ -90,7 +91,7 @@ class Inputs:
         asset = snap.assets[path]
         template = snap.template_of(asset)
         values = self.converger.values(path)
-        actions = _canonical_actions(runnable_actions(snap, asset, template))
+        actions = self._canonical_actions(asset, template)
         source = _template_source(snap, template)
         payload = json.dumps(
             {"values": secret_safe(values), "actions": actions, "template": source},
@@ -100,6 +101,17 @@ class Inputs:
         )
         digest = hashlib.sha256(payload.encode()).hexdigest()
         return NodeInputs(path, values, actions, source, digest)
+
+    def _canonical_actions(self, asset: Asset, template: Template | None) -> dict[str, Any]:
+        """Shared by every asset of a template in a project: computed once per pair."""
+        project = self.snapshot.projects.get(asset.project)
+        key = (id(template), id(project))
+        found = self._actions.get(key)
+        if found is None:
+            found = self._actions[key] = _canonical_actions(
+                runnable_actions(self.snapshot, asset, template)
+            )
+        return found
 
 
 def runnable_actions(snap: Snapshot, asset: Asset, template: Template | None) -> dict[str, Action]:
@@ -181,6 +193,8 @@ def changed_nodes(base: Inputs | None, head: Inputs) -> list[NodeDiff]:
             found.append(_deleted(base, path))
         else:
             assert base is not None
+            if base.snapshot.input_key(path) == head.snapshot.input_key(path):
+                continue  # same blobs, same template source: same inputs
             before, after = base.of(path), head.of(path)
             if before.digest != after.digest:
                 found.append(_modified(base, head, path, before, after))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+import pickle
 from typing import Any
 
 CONDITIONS = ("success()", "failure()", "always()")
@@ -34,11 +35,24 @@ class Ref:
 
 @dataclass(frozen=True)
 class Layer:
-    """One property layer: ``values`` is the loader's mapping (it keeps key lines)."""
+    """One property layer: ``values`` is the loader's mapping (it keeps key lines).
+
+    A layer read from the parse cache arrives as pickled bytes and is unpickled on first use:
+    validating or planning 10,000 assets whose inputs did not move never builds their
+    property trees.
+    """
 
     name: str  # template | repo | project | environment | asset | outputs | overrides
     file: str
-    values: Any  # runner.loading.yamlfile.Mapping, or a plain dict for outputs/overrides
+    source: Any  # runner.loading.yamlfile.Mapping, a plain dict, or pickled bytes of one
+
+    @property
+    def values(self) -> Any:
+        source = self.source
+        if isinstance(source, bytes):
+            source = pickle.loads(source)  # noqa: S301 - our own cache under .git/
+            object.__setattr__(self, "source", source)
+        return source
 
 
 @dataclass(frozen=True)

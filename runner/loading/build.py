@@ -46,7 +46,12 @@ def _refs(file: str, mapping: Mapping, key: str) -> tuple[Ref, ...]:
 
 
 def _layer(name: str, file: str, value: Any) -> Layer:
-    return Layer(name, file, value if isinstance(value, Mapping) else Mapping(1))
+    return Layer(name, file, value if isinstance(value, Mapping | bytes) else Mapping(1))
+
+
+def _props(doc: Mapping, split: Any) -> Any:
+    """The properties mapping: split off by the parse cache, or still inside the document."""
+    return split if split is not None else doc.get("properties")
 
 
 def _duration(value: Any) -> float | None:
@@ -134,7 +139,12 @@ def actions(file: str, doc: Mapping | None) -> dict[str, Action]:
 
 
 def template(
-    code: str, file: str, doc: Mapping, version: str | None = None, commit: str | None = None
+    code: str,
+    file: str,
+    doc: Mapping,
+    version: str | None = None,
+    commit: str | None = None,
+    properties: Any = None,
 ) -> Template:
     versions = {
         name: TemplateVersion(
@@ -152,7 +162,7 @@ def template(
         name=doc.get("name", code),
         description=doc.get("description", ""),
         properties=_layer(
-            "template", f"{file}@{version}" if version else file, doc.get("properties")
+            "template", f"{file}@{version}" if version else file, _props(doc, properties)
         ),
         actions=actions(file, doc.get("actions")),
         versions=versions,
@@ -167,14 +177,14 @@ def template(
     )
 
 
-def project(code: str, file: str, doc: Mapping) -> Project:
+def project(code: str, file: str, doc: Mapping, properties: Any = None) -> Project:
     s = doc.get("settings") or Mapping()
     return Project(
         code=code,
         file=file,
         name=doc.get("name", code),
         description=doc.get("description", ""),
-        properties=_layer("project", file, doc.get("properties")),
+        properties=_layer("project", file, _props(doc, properties)),
         settings=ProjectSettings(
             parallelism=s.get("parallelism"),
             fail_fast=s.get("fail_fast"),
@@ -184,7 +194,9 @@ def project(code: str, file: str, doc: Mapping) -> Project:
     )
 
 
-def environment(project_code: str, code: str, file: str, doc: Mapping) -> Environment:
+def environment(
+    project_code: str, code: str, file: str, doc: Mapping, properties: Any = None
+) -> Environment:
     s = doc.get("settings") or Mapping()
     return Environment(
         project=project_code,
@@ -194,7 +206,7 @@ def environment(project_code: str, code: str, file: str, doc: Mapping) -> Enviro
         description=doc.get("description", ""),
         type=doc.get("type", "development"),
         depends_on=_refs(file, doc, "depends_on"),
-        properties=_layer("environment", file, doc.get("properties")),
+        properties=_layer("environment", file, _props(doc, properties)),
         settings=EnvironmentSettings(
             parallelism=s.get("parallelism"),
             requires_approval_from=_refs(file, s, "requires_approval_from"),
@@ -203,7 +215,14 @@ def environment(project_code: str, code: str, file: str, doc: Mapping) -> Enviro
     )
 
 
-def asset(project_code: str, env: str | None, code: str, file: str, doc: Mapping) -> Asset:
+def asset(
+    project_code: str,
+    env: str | None,
+    code: str,
+    file: str,
+    doc: Mapping,
+    properties: Any = None,
+) -> Asset:
     spec = str(doc["template"])
     name, _, version = spec.partition("@")
     return Asset(
@@ -216,7 +235,7 @@ def asset(project_code: str, env: str | None, code: str, file: str, doc: Mapping
         template=Ref(name, _pos(file, doc, "template")),
         version=version or None,
         depends_on=_refs(file, doc, "depends_on"),
-        properties=_layer("asset", file, doc.get("properties")),
+        properties=_layer("asset", file, _props(doc, properties)),
     )
 
 

@@ -15,13 +15,16 @@ import jsonschema
 import networkx as nx
 
 from runner.errors import Problem
+from runner.loading.documents import ParseCache
 from runner.loading.schemacheck import SchemaCheck
 from runner.loading.snapshot import Snapshot
 from runner.model import Action, Asset, Pos, Ref, Step, Template, WorkflowStep
 from runner.properties.converge import Converger
 
 
-def check(snapshot: Snapshot, converger: Converger | None = None) -> list[Problem]:
+def check(
+    snapshot: Snapshot, converger: Converger | None = None, cache: ParseCache | None = None
+) -> list[Problem]:
     converger = converger or Converger(snapshot)
     problems = list(snapshot.problems)
     for found in (
@@ -32,7 +35,7 @@ def check(snapshot: Snapshot, converger: Converger | None = None) -> list[Proble
         _workflows(snapshot),
         _schedules(snapshot),
         _settings(snapshot),
-        _converged(snapshot, converger),
+        _converged(snapshot, converger, cache or ParseCache(None)),
     ):
         problems.extend(found)
     return sorted(set(problems))
@@ -334,36 +337,56 @@ def _valid_zone(name: str) -> bool:
 # --- converged properties against template schemas ----------------------------------------------
 
 
-def _converged(snap: Snapshot, converger: Converger) -> Iterator[Problem]:
+def _converged(snap: Snapshot, converger: Converger, cache: ParseCache) -> Iterator[Problem]:
+    """Each asset's converged properties against its template's schema; the answer is cached by
+    the asset's input key, so only assets whose inputs moved are converged again."""
     validators: dict[int, Any] = {}
     for path, asset in sorted(snap.assets.items()):
         template = snap.template_of(asset)
         if template is None or template.schema is None or not converger.has_layers(asset):
             continue
-        key = id(template)
-        if key not in validators:
-            try:
-                validators[key] = SchemaCheck(template.schema)
-            except jsonschema.SchemaError:
-                validators[key] = None  # reported at the template
-        validator = validators[key]
-        if validator is None:
-            continue
-        values = converger.values(path)
-        errors = validator.errors(values)
-        if not errors:
-            continue
-        provenance = converger.converge(path).provenance
-        for error in errors:
-            keys = tuple(str(p) for p in error.absolute_path)
-            where = ".".join(keys)
-            origin = provenance.get(keys)
-            source = f", set by {origin}" if origin is not None else ""
-            yield _at(
-                asset.template.pos,
-                f"converged properties{' ' + where if where else ''}: {_safe_message(error)} "
-                f"(schema of template {template.label}{source})",
-            )
+        key = f"converged:{snap.input_key(path)}"
+        known = cache.get(key)
+        if known is None:
+            known = [
+                (p.file, p.line, p.message)
+                for p in _converged_one(snap, converger, path, asset, template, validators)
+            ]
+            cache.put(key, known)
+        yield from (Problem(*found) for found in known)
+
+
+def _converged_one(
+    snap: Snapshot,
+    converger: Converger,
+    path: str,
+    asset: Asset,
+    template: Template,
+    validators: dict[int, Any],
+) -> Iterator[Problem]:
+    key = id(template)
+    if key not in validators:
+        try:
+            validators[key] = SchemaCheck(template.schema or {})
+        except jsonschema.SchemaError:
+            validators[key] = None  # reported at the template
+    validator = validators[key]
+    if validator is None:
+        return
+    errors = validator.errors(converger.values(path))
+    if not errors:
+        return
+    provenance = converger.converge(path).provenance
+    for error in errors:
+        keys = tuple(str(p) for p in error.absolute_path)
+        where = ".".join(keys)
+        origin = provenance.get(keys)
+        source = f", set by {origin}" if origin is not None else ""
+        yield _at(
+            asset.template.pos,
+            f"converged properties{' ' + where if where else ''}: {_safe_message(error)} "
+            f"(schema of template {template.label}{source})",
+        )
 
 
 def _safe_message(error: jsonschema.ValidationError) -> str:

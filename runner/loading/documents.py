@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 
+from runner import __version__
 from runner.errors import Problem
 from runner.gitrepo import TreeEntry, blob_id
 from runner.loading.schemacheck import SchemaCheck
@@ -47,6 +48,7 @@ class Document:
     oid: str
     value: Any
     ok: bool  # False: it has schema problems (reported); the model skips it without cascading
+    properties: Any = None  # the ``properties`` mapping, or pickled bytes of it (see Layer)
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def validator(kind: str) -> SchemaCheck:
 def schemas_fingerprint() -> str:
     folder = data_dir("schemas")
     digest = blob_id(b"".join(p.read_bytes() for p in sorted(folder.glob("*.json"))))
-    return f"{CACHE_VERSION}-{digest[:12]}"
+    return f"{CACHE_VERSION}-{__version__}-{digest[:12]}"
 
 
 def line_at(value: Any, path: Iterable[Any]) -> int:
@@ -224,14 +226,15 @@ def _short(value: Any) -> str:
 
 
 class ParseCache:
-    """Parsed and schema-checked documents by ``kind:blob-id``, pickled in one file."""
+    """Parsed and schema-checked documents by ``kind:blob-id``, pickled in one file; also the
+    converged-property check of each asset by its input key (``converged:<key>``)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._entries: dict[str, tuple[int, Any, list[tuple[int, str]]]] | None = None
+        self._entries: dict[str, Any] | None = None
         self._dirty = False
 
-    def _load(self) -> dict[str, tuple[int, Any, list[tuple[int, str]]]]:
+    def _load(self) -> dict[str, Any]:
         if self._entries is None:
             self._entries = {}
             if self.path is not None and self.path.is_file():
@@ -244,10 +247,10 @@ class ParseCache:
                     self._entries = {}
         return self._entries
 
-    def get(self, key: str) -> tuple[int, Any, list[tuple[int, str]]] | None:
+    def get(self, key: str) -> Any:
         return self._load().get(key)
 
-    def put(self, key: str, entry: tuple[int, Any, list[tuple[int, str]]]) -> None:
+    def put(self, key: str, entry: Any) -> None:
         self._load()[key] = entry
         self._dirty = True
 
@@ -330,14 +333,14 @@ def read_one(
             return None
         cached = _check(kind, data)
         cache.put(key, cached)
-    size, value, found = cached
+    size, value, found, properties = cached
     if size > max_bytes:
         problems.append(_too_big(path, size, max_bytes))
         return None
     problems.extend(Problem(path, line, message) for line, message in found)
     if value is None:
         return None
-    return Document(path, kind, oid, value, ok=not found)
+    return Document(path, kind, oid, value, ok=not found, properties=properties)
 
 
 def _too_big(path: str, size: int, max_bytes: int) -> Problem:
@@ -348,7 +351,13 @@ def _too_big(path: str, size: int, max_bytes: int) -> Problem:
     )
 
 
-def _check(kind: str, data: bytes) -> tuple[int, Any, list[tuple[int, str]]]:
+_SPLIT_KINDS = ("asset", "environment", "project", "template")
+
+
+def _check(kind: str, data: bytes) -> tuple[int, Any, list[tuple[int, str]], Any]:
+    """Parse and schema-check one blob: ``(size, value, problems, properties)``. For node and
+    template files the ``properties`` mapping is split off and pickled on its own, so a cached
+    document can be used without building its property tree."""
     size = len(data)
     try:
         text = data.decode("utf-8")
@@ -358,14 +367,20 @@ def _check(kind: str, data: bytes) -> tuple[int, Any, list[tuple[int, str]]]:
             size,
             None,
             [(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")],
+            None,
         )
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
         value = parse(text)
     except YamlError as exc:
-        return size, None, [(exc.line, exc.message)]
+        return size, None, [(exc.line, exc.message)], None
     if value is None:
         value = [] if kind == "schedules" else Mapping(1)
     found = schema_problems(kind, value)
-    return size, value, found
+    properties = None
+    if kind in _SPLIT_KINDS and isinstance(value, Mapping) and not found:
+        mapping = value.pop("properties", None)
+        if mapping is not None:
+            properties = pickle.dumps(mapping, protocol=pickle.HIGHEST_PROTOCOL)
+    return size, value, found, properties

@@ -46,6 +46,26 @@ class Snapshot:
             return self.templates.get(asset.template.value)
         return self.pinned.get((asset.template.value, asset.version))
 
+    def input_key(self, path: str) -> str:
+        """What an asset's effective inputs are made of, by content: the blob ids of its layer
+        files and of its template (or the pinned commit). Equal keys mean equal inputs, so a
+        node whose key did not move needs no converging to know it did not change."""
+        asset = self.assets[path]
+        template = self.template_of(asset)
+        parts = [path, self.blobs.get(asset.file, ""), self.blobs.get("properties.yaml", "")]
+        parts.append(self.blobs.get(f"projects/{asset.project}/project.yaml", ""))
+        if asset.environment is not None:
+            env_file = f"projects/{asset.project}/environments/{asset.environment}/environment.yaml"
+            parts.append(self.blobs.get(env_file, ""))
+        if template is None:
+            parts.append("no template")
+        elif template.commit is not None:
+            parts.append(f"{template.code}@{template.version} {template.commit}")
+        else:
+            parts.append(self.blobs.get(template.file, ""))
+            parts.append(self.template_trees.get(template.code, ""))
+        return blob_id(" ".join(parts).encode())
+
     def node_paths(self) -> Iterator[str]:
         yield from (p.path for p in self.projects.values())
         yield from self.environments
@@ -72,11 +92,13 @@ def source_for(ops: OpsRepo, rev: str | None) -> Source:
 
 
 def load(ops: OpsRepo, rev: str | None, cache: ParseCache | None = None) -> Snapshot:
-    """Read and build the model; problems are collected, never raised."""
+    """Read and build the model; problems are collected, never raised. With a ``cache`` given,
+    saving it is the caller's job (after the checks have added to it)."""
+    own = cache is None
     cache = cache if cache is not None else cache_for(ops.git)
-    source = source_for(ops, rev)
-    snapshot = build_snapshot(source, ops, cache)
-    cache.save()
+    snapshot = build_snapshot(source_for(ops, rev), ops, cache)
+    if own:
+        cache.save()
     return snapshot
 
 
@@ -108,15 +130,18 @@ def build_snapshot(source: Source, ops: OpsRepo, cache: ParseCache) -> Snapshot:
         if doc.kind == "properties":
             repo_properties = Layer("repo", doc.path, doc.value)
         elif doc.kind == "template":
-            templates[parts[1]] = build.template(parts[1], doc.path, doc.value)
+            templates[parts[1]] = build.template(
+                parts[1], doc.path, doc.value, properties=doc.properties
+            )
         elif doc.kind == "project":
-            projects[parts[1]] = build.project(parts[1], doc.path, doc.value)
+            projects[parts[1]] = build.project(parts[1], doc.path, doc.value, doc.properties)
         elif doc.kind == "environment":
-            env = build.environment(parts[1], parts[3], doc.path, doc.value)
+            env = build.environment(parts[1], parts[3], doc.path, doc.value, doc.properties)
             environments[env.path] = env
         elif doc.kind == "asset":
             env_code = parts[3] if parts[2] == "environments" else None
-            a = build.asset(parts[1], env_code, parts[-1][: -len(".yaml")], doc.path, doc.value)
+            code = parts[-1][: -len(".yaml")]
+            a = build.asset(parts[1], env_code, code, doc.path, doc.value, doc.properties)
             assets[a.path] = a
         elif doc.kind == "workflow":
             wf = build.workflow(parts[1], parts[3][: -len(".yaml")], doc.path, doc.value)
@@ -236,6 +261,6 @@ def _pinned_templates(
         ]
         if doc is not None and doc.ok:
             pinned[(code, version)] = build.template(
-                code, template.file, doc.value, version, commit
+                code, template.file, doc.value, version, commit, doc.properties
             )
     return pinned, problems

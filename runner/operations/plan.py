@@ -34,7 +34,8 @@ def plan(ops: OpsRepo, request: PlanRequest) -> Planned:
     head_commit = git.resolve(request.head)
     cache = snapshot.cache_for(git)
     head = snapshot.load(ops, head_commit, cache)
-    problems = checks.check(head)
+    problems = checks.check(head, cache=cache)
+    cache.save()
     if problems:
         raise InvalidRepository(problems)
     if request.base is not None:
@@ -44,6 +45,7 @@ def plan(ops: OpsRepo, request: PlanRequest) -> Planned:
         base_commit = last_applied_commit(ops, head.settings)
         base_source = "last applied commit" if base_commit else "nothing applied yet"
     base = snapshot.load(ops, base_commit, cache) if base_commit is not None else None
+    cache.save()
     result = build_plan(
         base,
         head,

@@ -19,9 +19,12 @@ class Validated:
 
 
 def validate(ops: OpsRepo, rev: str | None) -> Validated:
-    snap = snapshot.load(ops, rev)
+    cache = snapshot.cache_for(ops.git)
+    snap = snapshot.load(ops, rev, cache)
     converger = Converger(snap)
-    return Validated(snap, converger, checks.check(snap, converger))
+    problems = checks.check(snap, converger, cache)
+    cache.save()
+    return Validated(snap, converger, problems)
 
 
 def load_valid(ops: OpsRepo, rev: str | None) -> Validated:

@@ -72,13 +72,16 @@ def _expand_list(
         out.steps += part.steps
         out.edges += part.edges
     links: list[tuple[str, str]] = []  # (earlier, later) between siblings
-    previous: str | None = None
+    frontier: list[str] = []  # earlier siblings nothing later waits for yet
     for step in steps:
         if step.needs:
-            links += [(need.value, step.name) for need in step.needs if need.value in parts]
-        elif run_as == "sequential" and previous is not None:
-            links.append((previous, step.name))
-        previous = step.name
+            before = [need.value for need in step.needs if need.value in parts]
+        elif run_as == "sequential":
+            before = list(frontier)  # as written: after everything above it
+        else:
+            before = []
+        links += [(earlier, step.name) for earlier in before]
+        frontier = [name for name in frontier if name not in before] + [step.name]
     for earlier, later in links:
         out.edges += [(a, b) for a in parts[earlier].sinks for b in parts[later].sources]
     waiting = {later for _, later in links}
