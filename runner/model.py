@@ -6,9 +6,9 @@ loader's ``Mapping`` values (free-form by nature) wrapped in ``Layer``, which kn
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-import pickle
 from typing import Any
 
 CONDITIONS = ("success()", "failure()", "always()")
