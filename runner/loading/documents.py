@@ -141,8 +141,16 @@ def validator(kind: str) -> SchemaCheck:
 
 @cache
 def schemas_fingerprint() -> str:
-    folder = data_dir("schemas")
-    digest = blob_id(b"".join(p.read_bytes() for p in sorted(folder.glob("*.json"))))
+    """What cached results depend on besides the blobs: the schemas and the code that parses,
+    checks and converges. Any change to them starts a new cache."""
+    package = Path(__file__).resolve().parent.parent
+    sources = [
+        *sorted(data_dir("schemas").glob("*.json")),
+        *sorted((package / "loading").glob("*.py")),
+        *sorted((package / "properties").glob("*.py")),
+        package / "model.py",
+    ]
+    digest = blob_id(b"".join(p.read_bytes() for p in sources))
     return f"{CACHE_VERSION}-{__version__}-{digest[:12]}"
 
 
