@@ -225,8 +225,7 @@ def _modified(
     base: Inputs, head: Inputs, path: str, before: NodeInputs, after: NodeInputs
 ) -> NodeDiff:
     props = tuple(property_diff(base, head, path, before.values, after.values))
-    layers = sorted({(p.layer, p.file) for p in props if p.layer is not None}, key=str)
-    reasons = [f"properties changed in {layer} {file}" for layer, file in layers]
+    reasons = _property_reasons(base, head, path, props)
     for name in sorted(set(before.actions) | set(after.actions)):
         if before.actions.get(name) != after.actions.get(name):
             if name not in before.actions:
@@ -238,6 +237,30 @@ def _modified(
     if before.template_source != after.template_source:
         reasons.append(_template_reason(head, path, before.template_source, after.template_source))
     return NodeDiff(path, MODIFIED, tuple(reasons), props, before.digest, after.digest)
+
+
+def _property_reasons(
+    base: Inputs, head: Inputs, path: str, props: tuple[PropertyChange, ...]
+) -> list[str]:
+    """Which files moved the changed leaves: of the places the old and the new value were set,
+    those whose content changed between the two commits (an override removed from an asset file
+    names the asset file, not the template default that now shows through)."""
+    if not props:
+        return []
+    base_prov = base.converger.converge(path).provenance
+    head_prov = head.converger.converge(path).provenance
+    found: set[tuple[str, str]] = set()
+    for change in props:
+        key = tuple(change.key.split("."))
+        places = [p for p in (base_prov.get(key), head_prov.get(key)) if p is not None]
+        moved = [p for p in places if _file_moved(base, head, p.file)]
+        for place in moved or places[-1:]:
+            found.add((place.layer, place.file))
+    return [f"properties changed in {layer} {file}" for layer, file in sorted(found)]
+
+
+def _file_moved(base: Inputs, head: Inputs, file: str) -> bool:
+    return base.snapshot.blobs.get(file) != head.snapshot.blobs.get(file)
 
 
 def _template_reason(head: Inputs, path: str, old: str, new: str) -> str:

@@ -12,7 +12,7 @@ from runner.render import graph as render
 
 
 @cli.command("graph")
-@rev_option("Read the ops repo at this revision.")
+@rev_option("Read the ops repo at this revision (default: HEAD).")
 @format_option("mermaid", "dot", "json")
 @click.option(
     "--steps", is_flag=True, help="The step DAG of every asset's on_change action instead."

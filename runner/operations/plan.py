@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.errors import InvalidRepository
@@ -23,13 +24,20 @@ class PlanRequest:
 
 @dataclass(frozen=True)
 class Planned:
+    ops: OpsRepo
     plan: Plan
     head: Snapshot
     base: Snapshot | None
     base_source: str  # how the base was chosen, for the reader
 
 
-def plan(ops: OpsRepo, request: PlanRequest) -> Planned:
+def plan(
+    ops: OpsRepo,
+    request: PlanRequest,
+    before_base: Callable[[Snapshot], None] | None = None,
+) -> Planned:
+    """``before_base`` runs once the head is known valid and before the base is chosen (apply
+    fetches the state branch there)."""
     git = ops.require_git()
     head_commit = git.resolve(request.head)
     cache = snapshot.cache_for(git)
@@ -38,6 +46,8 @@ def plan(ops: OpsRepo, request: PlanRequest) -> Planned:
     cache.save()
     if problems:
         raise InvalidRepository(problems)
+    if before_base is not None:
+        before_base(head)
     if request.base is not None:
         base_commit: str | None = git.resolve(request.base)
         base_source = f"--base {request.base}"
@@ -53,4 +63,4 @@ def plan(ops: OpsRepo, request: PlanRequest) -> Planned:
         targets=request.targets,
         excludes=request.excludes,
     )
-    return Planned(result, head, base, base_source)
+    return Planned(ops, result, head, base, base_source)

@@ -110,14 +110,14 @@ def build_plan(
             fragments[diff.node] = fragment
 
     node_graph = _node_graph(base, head, diffs)
+    check_acyclic(node_graph, "node")
     links = [
         (sink, source)
-        for before, after in node_graph.edges
-        if before in fragments and after in fragments
+        for after in sorted(fragments)
+        for before in _nearest_running(node_graph, after, fragments)
         for sink in fragments[before].sinks
         for source in fragments[after].sources
     ]
-    check_acyclic(node_graph, "node")
     graph = build_graph(fragments.values(), links)
     check_acyclic(graph, "step")
     order = list(nx.lexicographical_topological_sort(graph))
@@ -207,6 +207,26 @@ def _node_graph(base: Snapshot | None, head: Snapshot, diffs: list[NodeDiff]) ->
     return graph
 
 
+def _nearest_running(
+    node_graph: nx.DiGraph, node: str, fragments: dict[str, Fragment]
+) -> list[str]:
+    """The closest upstream nodes that run something: order passes through a node that has
+    nothing to run (``top`` waits for ``db`` through ``mid``)."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = list(node_graph.predecessors(node))
+    while stack:
+        before = stack.pop()
+        if before in seen:
+            continue
+        seen.add(before)
+        if before in fragments:
+            found.add(before)
+        else:
+            stack.extend(node_graph.predecessors(before))
+    return sorted(found)
+
+
 def _order_edges(graph: nx.DiGraph, snap: Snapshot, nodes: set[str], reverse: bool) -> None:
     def add(before: str, after: str) -> None:
         if reverse:
@@ -219,6 +239,11 @@ def _order_edges(graph: nx.DiGraph, snap: Snapshot, nodes: set[str], reverse: bo
             target = resolve_dependency(snap, asset, dep.value)
             if target in nodes:
                 add(target, path)
+            elif target.rstrip("/").split("/")[-2:-1] != ["assets"]:
+                # an environment or project: every changed asset below it
+                for other in sorted(n for n in nodes if n.startswith(target.rstrip("/") + "/")):
+                    if other != path:
+                        add(other, path)
     env_graph = nx.DiGraph()
     for env in snap.environments.values():
         env_graph.add_node(env.path)

@@ -162,11 +162,12 @@ def step_graph(snap: Snapshot) -> Dag:
         for path, asset in sorted(snap.assets.items())
         if (fragment := _change_fragment(snap, asset)) is not None
     }
-    order = asset_order(snap)
+    upstream = asset_order(snap).reverse(copy=False)
+    running = set(fragments)
     links = [
         (sink, source)
         for after in sorted(fragments)
-        for before in sorted(_nearest(order.reverse(copy=False), after, set(fragments)))
+        for before in sorted(_nearest(upstream, after, running))
         for sink in fragments[before].sinks
         for source in fragments[after].sources
     ]

@@ -18,12 +18,15 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from itertools import accumulate
+from typing import Any
 
 from runner.changes import PropertyChange, is_missing
+from runner.loading.yamlfile import SecretRef
 from runner.planning.dag import PlannedStep
 from runner.planning.plan import NodePlan, Plan
 from runner.render.graph import ASSET, Dag, Vertex, mermaid, steps_dag
-from runner.render.values import scalar
+from runner.render.values import MASK, scalar
 
 MARKER = "<!-- gitops-runner:plan -->"
 LIMIT = 65_000  # GitHub refuses comments over 65,536 characters; keep a margin
@@ -34,7 +37,8 @@ MAX_STEPS = 100  # steps listed per node
 MAX_CELL = 120  # characters of one value, key or command shown
 
 _SIGN = {"created": "+", "modified": "~", "deleted": "-"}
-_ESCAPED = re.compile(r"([\\`*_\[\]|~])")
+_ESCAPED = re.compile(r"([\\`*_\[\]|~#])")
+_BLOCK_START = re.compile(r"^(\s*)([-+=]|\d+(?=[.)]))")  # a list item or heading underline
 
 
 def render(plan: Plan, base_source: str = "", limit: int = LIMIT) -> str:
@@ -42,18 +46,37 @@ def render(plan: Plan, base_source: str = "", limit: int = LIMIT) -> str:
     if not plan.has_changes:
         return _join(header)
     steps = {step.id: step for step in plan.steps}
-    sections = [section(change, steps) for change in plan.changes]
-    return fit(header, sections, graph(plan), limit)
+    sections = [(change.node, section(change, steps)) for change in plan.changes]
+    drawn = graph(plan)
+    if drawn is None:
+        return fit(header, sections, _no_graph(plan), _no_graph(plan), limit)
+    return fit(header, sections, drawn, _GRAPH_CUT, limit)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``, ``3 properties``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 # --- escaping -----------------------------------------------------------------------------------
 
 
-def _text(text: str) -> str:
-    """Plain text in markdown: no emphasis, link, code, table cell or HTML can start in it."""
+def _text(text: str, *, block_start: bool = False) -> str:
+    """Plain text in markdown: no emphasis, link, code, table cell or HTML can start in it, nor
+    (``block_start``: the text opens a line or list item) a list or heading."""
     one_line = " ".join(text.splitlines())
     escaped = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _ESCAPED.sub(r"\\\1", escaped)
+    escaped = _ESCAPED.sub(r"\\\1", escaped)
+    return _BLOCK_START.sub(_escape_start, escaped) if block_start else escaped
+
+
+def _escape_start(match: re.Match[str]) -> str:
+    marker = match.group(2)
+    if marker.isdigit():  # "1." starts an ordered list: escape the dot, keep the number
+        return f"{match.group(1)}{marker}\\"
+    return f"{match.group(1)}\\{marker}"
 
 
 def _short(text: str, limit: int = MAX_CELL) -> str:
@@ -89,9 +112,9 @@ def _revisions(plan: Plan, base_source: str) -> str:
 def section(change: NodePlan, steps: dict[str, PlannedStep]) -> str:
     """One collapsible section: ``<details>`` needs blank lines around its markdown body."""
     parts = [f"<details><summary>{_title(change)}</summary>"]
-    parts.append("\n".join(f"- {_text(reason)}" for reason in change.reasons))
+    parts.append("\n".join(f"- {_text(reason, block_start=True)}" for reason in change.reasons))
     if change.note:
-        parts.append(f"**Nothing runs:** {_text(change.note)}")
+        parts.append(f"**Note:** {_text(change.note)}")
     parts.extend(_diff(change))
     listed = [steps[i] for i in change.steps if i in steps]
     if listed:
@@ -102,8 +125,7 @@ def section(change: NodePlan, steps: dict[str, PlannedStep]) -> str:
 
 def _title(change: NodePlan) -> str:
     if change.runs:
-        n = len(change.steps)
-        what = f"{change.action} ({n} step{'s' if n != 1 else ''})"
+        what = f"{change.action} ({_count(len(change.steps), 'step')})"
     elif change.action:
         what = f"{change.action} (not run)"
     else:
@@ -121,23 +143,27 @@ def _diff(change: NodePlan) -> list[str]:
     more = len(props) - MAX_ROWS
     if more > 0:
         table += (
-            f"\n\n… and {more} more propert{'ies' if more != 1 else 'y'}: "
+            f"\n\n… and {_count(more, 'more property')}: "
             "run `runner plan` locally or see the JSON artifact."
         )
     if change.change == "modified":
         return [table]
-    n = len(props)
-    label = f"{n} propert{'ies' if n != 1 else 'y'}"
+    label = _count(len(props), "property")
     return [f"<details><summary>{label}</summary>", table, "</details>"]
 
 
 def _table(props: Sequence[PropertyChange]) -> str:
     rows = ["| key | old | new | set by |", "| --- | --- | --- | --- |"]
     for prop in props:
-        old = "—" if is_missing(prop.old) else code(scalar(prop.old), cell=True)
-        new = "—" if is_missing(prop.new) else code(scalar(prop.new), cell=True)
+        old = "—" if is_missing(prop.old) else code(_value(prop.old), cell=True)
+        new = "—" if is_missing(prop.new) else code(_value(prop.new), cell=True)
         rows.append(f"| {code(prop.key, cell=True)} | {old} | {new} | {_set_by(prop)} |")
     return "\n".join(rows)
+
+
+def _value(value: Any) -> str:
+    """JSON, so strings are quoted and lists readable; a secret is ``***``, never its name."""
+    return MASK if isinstance(value, SecretRef) else scalar(value)
 
 
 def _set_by(prop: PropertyChange) -> str:
@@ -158,26 +184,30 @@ def _steps(listed: list[PlannedStep]) -> str:
         )
     more = len(listed) - MAX_STEPS
     if more > 0:
-        lines.append(f"\n… and {more} more step{'s' if more != 1 else ''}.")
+        lines.append(f"\n… and {_count(more, 'more step')}.")
     return "\n".join(lines)
 
 
-def graph(plan: Plan) -> str:
-    """The mermaid graph, or a line saying why there is none."""
+def graph(plan: Plan) -> str | None:
+    """The mermaid graph: of steps when few enough, else of nodes; None when too big."""
     if plan.steps and len(plan.steps) <= STEP_GRAPH_MAX:
         dag = steps_dag(plan.steps, plan.edges).reduced()
         n = len(plan.steps)
-        intro = f"**Step graph** ({n} step{'s' if n != 1 else ''}; an arrow means “runs before”)"
+        intro = f"**Step graph** ({_count(n, 'step')}; an arrow means “runs before”)"
         return f"{intro}\n\n```mermaid\n{mermaid(dag, 'TD')}```"
     if len(plan.changes) <= NODE_GRAPH_MAX:
         vertices = tuple(Vertex(c.node, _node_label(c), ASSET) for c in plan.changes)
         dag = Dag(vertices, plan.node_edges).reduced()
         n = len(plan.changes)
         intro = (
-            f"**Node graph** ({n} node{'s' if n != 1 else ''}, {len(plan.steps)} steps: "
-            "too many to draw one by one; an arrow means “runs before”)"
+            f"**Node graph** ({_count(n, 'node')}, {_count(len(plan.steps), 'step')}; "
+            "an arrow means “runs before”)"
         )
         return f"{intro}\n\n```mermaid\n{mermaid(dag, 'LR')}```"
+    return None
+
+
+def _no_graph(plan: Plan) -> str:
     return (
         f"_No graph: {len(plan.changes)} nodes are more than {NODE_GRAPH_MAX} to draw; "
         "see `node_edges` and `steps` in the JSON artifact._"
@@ -203,26 +233,35 @@ def _join(blocks: Sequence[str]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def cut_note(n: int) -> str:
+def cut_note(n: int, first: str) -> str:
     return (
-        f"> **{n} node section{'s' if n != 1 else ''} cut to fit GitHub's comment limit; "
-        "run `runner plan` locally or see the JSON artifact for all.**"
+        f"> **{_count(n, 'node section')} cut to fit GitHub's comment limit; "
+        f"run `runner plan` locally or see the JSON artifact for all.** "
+        f"The first one cut is {code(first)}."
     )
 
 
-def fit(header: list[str], sections: list[str], graph_block: str, limit: int) -> str:
-    """Everything when it fits; else without the graph; else without the last sections."""
-    whole = _join([*header, *sections, graph_block])
+def fit(
+    header: list[str],
+    sections: list[tuple[str, str]],
+    graph_block: str,
+    without_graph: str,
+    limit: int,
+) -> str:
+    """Everything when it fits; else ``without_graph`` in place of the graph; else without the
+    last node sections too, and a note under the header saying so. ``sections`` are
+    (node path, text)."""
+    texts = [text for _, text in sections]
+    whole = _join([*header, *texts, graph_block])
     if _size(whole) <= limit:
         return whole
-    fixed = sum(_size(b) + 2 for b in (*header, _GRAPH_CUT)) - 1  # separators and final "\n"
-    sizes = [_size(s) + 2 for s in sections]
-    if fixed + sum(sizes) <= limit:
-        return _join([*header, *sections, _GRAPH_CUT])
-    kept = len(sections)
-    total = fixed + sum(sizes)
-    while kept > 0 and total + _size(cut_note(len(sections) - kept)) + 2 > limit:
+    fixed = sum(_size(b) + 2 for b in (*header, without_graph)) - 1  # separators, final "\n"
+    kept_size = [0, *accumulate(_size(text) + 2 for text in texts)]
+    if fixed + kept_size[-1] <= limit:
+        return _join([*header, *texts, without_graph])
+    kept = len(texts) - 1
+    note = cut_note(1, sections[kept][0])
+    while kept > 0 and fixed + kept_size[kept] + _size(note) + 2 > limit:
         kept -= 1
-        total -= sizes[kept]
-    note = cut_note(len(sections) - kept)
-    return _join([*header, note, *sections[:kept], _GRAPH_CUT])
+        note = cut_note(len(texts) - kept, sections[kept][0])
+    return _join([*header, note, *texts[:kept], without_graph])

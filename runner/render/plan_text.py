@@ -7,10 +7,13 @@ properties PATH --explain`` lists them). Steps are listed in plan order. Secrets
 
 from __future__ import annotations
 
+from typing import Any
+
 from runner.changes import PropertyChange, is_missing
+from runner.loading.yamlfile import SecretRef
 from runner.planning.dag import PlannedStep
 from runner.planning.plan import NodePlan, Plan
-from runner.render.values import scalar
+from runner.render.values import MASK, scalar
 
 _SIGN = {"created": "+", "modified": "~", "deleted": "-"}
 
@@ -45,10 +48,14 @@ def node_lines(change: NodePlan, steps: dict[str, PlannedStep]) -> list[str]:
 
 
 def _property(prop: PropertyChange) -> str:
-    old = "(none)" if is_missing(prop.old) else scalar(prop.old)
-    new = "(none)" if is_missing(prop.new) else scalar(prop.new)
+    old = "(none)" if is_missing(prop.old) else _value(prop.old)
+    new = "(none)" if is_missing(prop.new) else _value(prop.new)
     where = f"  [{prop.layer} {prop.file}:{prop.line}]" if prop.file else ""
     return f"{prop.key}: {old} → {new}{where}"
+
+
+def _value(value: Any) -> str:
+    return MASK if isinstance(value, SecretRef) else scalar(value)
 
 
 def _step(step: PlannedStep) -> str:
