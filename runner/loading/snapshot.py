@@ -264,3 +264,25 @@ def _pinned_templates(
                 code, template.file, doc.value, version, commit, doc.properties
             )
     return pinned, problems
+
+
+def read_settings(ops: OpsRepo) -> Settings:
+    """runner.yaml alone, from the working tree (commands that only need settings)."""
+    from runner.errors import InvalidRepository
+
+    path = ops.root / "runner.yaml"
+    if not path.is_file():
+        return Settings()
+    problems: list[Problem] = []
+    doc = read_one(
+        "runner.yaml",
+        "",
+        "runner",
+        path.read_bytes,
+        ParseCache(None),
+        Settings().max_file_bytes,
+        problems,
+    )
+    if problems or doc is None:
+        raise InvalidRepository(problems)
+    return build.settings("runner.yaml", doc.value)

@@ -1,0 +1,693 @@
+"""``runner apply`` and ``runner run``: plan, take leases, run the step DAG, record everything.
+
+Order of work, so that a crash or a race never loses or duplicates a record:
+
+1. fetch the state branch when a remote is configured (a CI clone has none locally);
+2. plan from the last applied commit (or ``--base``) to ``--head``;
+3. take a lease on every node to run (waiting up to ``--lock-timeout``); a lease whose holder
+   died is taken over and the dead holder's change is marked ``aborted``;
+4. re-read the state: a node another runner already applied at this commit is left out;
+5. commit the change records (``pending``) before the first step starts;
+6. run, committing step updates and logs at most a couple of seconds behind;
+7. record ``applied/`` and ``outputs/`` of each node that succeeded, and ``applied.yaml`` when
+   the whole plan did; release the leases; push when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runner.changes import Inputs
+from runner.errors import Blocked, ExitCode, InvalidArgument, RunnerError
+from runner.execution.executor import Executor, StepOutcome
+from runner.execution.recorder import LogWriter, Recorder
+from runner.execution.stepenv import (
+    Launch,
+    NodeContext,
+    StepSetupError,
+    base_environment,
+    prepare,
+    write_properties_file,
+)
+from runner.loading.snapshot import Snapshot
+from runner.loading.source import OpsRepo
+from runner.model import Layer
+from runner.operations.plan import Planned, PlanRequest, plan
+from runner.planning.dag import PlannedStep
+from runner.planning.plan import NodePlan, Plan
+from runner.process import ProcessRunner, SubprocessRunner
+from runner.properties.converge import Converger
+from runner.secrets import Masker, MissingSecret, SecretStore
+from runner.state import leases as leases
+from runner.state.read import APPLIED_MARKER
+from runner.state.records import (
+    ChangeRecord,
+    StepRecord,
+    change_from_yaml,
+    dump,
+    holder_id,
+    iso,
+    new_id,
+    node_file,
+    now,
+    read_yaml,
+)
+from runner.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    base: str | None = None
+    head: str = "HEAD"
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    allow_destroy: bool = False
+    parallel: int | None = None
+    keep_going: bool = False
+    push: bool = False
+    lock_timeout: float = 120.0
+    secrets_file: Path | None = None
+    plan_file: Path | None = None
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan | None
+    records: list[ChangeRecord] = field(default_factory=list)
+    skipped_nodes: list[str] = field(default_factory=list)  # already applied at this commit
+    exit_code: ExitCode = ExitCode.OK
+
+    @property
+    def status(self) -> str:
+        if not self.records:
+            return "nothing to do"
+        statuses = {r.status for r in self.records}
+        for status in ("cancelled", "aborted", "error", "skipped"):
+            if status in statuses:
+                return status
+        return "success"
+
+
+def state_store(ops: OpsRepo, snapshot: Snapshot) -> StateStore:
+    settings = snapshot.settings
+    return StateStore(ops.require_git(), settings.state_branch, settings.state_remote)
+
+
+def apply(
+    ops: OpsRepo,
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None = None,
+) -> ApplyResult:
+    request = PlanRequest(
+        base=options.base,
+        head=options.head,
+        targets=options.targets,
+        excludes=options.excludes,
+        allow_destroy=options.allow_destroy,
+    )
+    saved: dict[str, Any] | None = None
+    if options.plan_file is not None:
+        saved = _read_saved_plan(options.plan_file)
+        request = replace(request, base=saved.get("base"), head=str(saved.get("head")))
+    planned = plan(ops, request, before_base=lambda snap: _sync(ops, snap))
+    if saved is not None:
+        _check_saved_plan(saved, planned)
+    work = [c for c in planned.plan.changes if c.runs]
+    result = ApplyResult(planned.plan)
+    if not work:
+        if not planned.plan.changes and not options.targets and not options.excludes:
+            _mark_applied(ops, planned)
+        return result
+    secrets = SecretStore(environ, options.secrets_file)
+    run = _Run(ops, planned, options, secrets, environ, cancel, runner or SubprocessRunner())
+    return run.execute(work, kind="apply")
+
+
+def _sync(ops: OpsRepo, head: Snapshot) -> None:
+    if head.settings.state_remote:
+        state_store(ops, head).sync()
+
+
+def _read_saved_plan(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(
+            f"{path}: not a plan written by `runner plan --output` ({exc})"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("version") != 1 or "head" not in doc:
+        raise InvalidArgument(f"{path}: not a version 1 plan")
+    return doc
+
+
+def _check_saved_plan(saved: dict[str, Any], planned: Planned) -> None:
+    from runner.state.read import last_applied_commit
+
+    current = last_applied_commit(planned.ops, planned.head.settings)
+    if current != saved.get("base"):
+        raise Blocked(
+            f"the saved plan starts at {str(saved.get('base'))[:12]} but the state branch says "
+            f"{str(current)[:12] if current else 'nothing'} was applied since; plan again"
+        )
+
+
+def _mark_applied(ops: OpsRepo, planned: Planned) -> None:
+    store = state_store(ops, planned.head)
+    head = planned.head.commit
+
+    def mutate(view: Any) -> dict[str, bytes | None]:
+        current = read_yaml(view.read(APPLIED_MARKER)).get("commit")
+        if current == head:
+            return {}
+        return {APPLIED_MARKER: dump({"commit": head, "time": iso(now())})}
+
+    store.update(mutate, f"runner: applied {str(head)[:12]}")
+
+
+class _Run:
+    """One execution: leases, records, checkout, executor hooks."""
+
+    def __init__(
+        self,
+        ops: OpsRepo,
+        planned: Planned,
+        options: ApplyOptions,
+        secrets: SecretStore,
+        environ: Mapping[str, str],
+        cancel: threading.Event,
+        runner: ProcessRunner,
+        overrides: Layer | None = None,
+    ) -> None:
+        self.ops = ops
+        self.git = ops.require_git()
+        self.planned = planned
+        self.options = options
+        self.secrets = secrets
+        self.environ = base_environment(environ)
+        self.cancel = cancel
+        self.runner = runner
+        self.overrides = overrides
+        self.store = state_store(ops, planned.head)
+        self.masker = Masker(secrets.known_values())
+        self.recorder = Recorder(self.store, self.masker)
+        self.holder = holder_id()
+        self.settings = planned.head.settings
+        self.head_inputs = Inputs(planned.head)
+        self.base_converger = Converger(planned.base) if planned.base is not None else None
+        self.records: dict[str, str] = {}  # node → change id
+        self.contexts: dict[str, NodeContext] = {}
+        self.property_files: dict[str, Path] = {}
+        self.scratch = Path(tempfile.mkdtemp(prefix="gitops-runner-"))
+        self.held: list[leases.Lease] = []
+        self._renewer: threading.Thread | None = None
+        self._stop_renewing = threading.Event()
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def execute(
+        self, work: list[NodePlan], kind: str, prior: ChangeRecord | None = None
+    ) -> ApplyResult:
+        """Run ``work``. With ``prior`` (one node): ``resume`` carries on that record, ``retry``
+        starts a new one linked by ``retry_of``; steps that succeeded before are not run again."""
+        result = ApplyResult(self.planned.plan)
+        done: dict[str, StepOutcome] = {}
+        ids = {c.node: new_id() for c in work}
+        if prior is not None and kind == "resume":
+            ids[prior.node] = prior.id
+        try:
+            self._take_leases(ids)
+            if kind == "apply":
+                work = self._not_yet_applied(work, result)
+            if not work:
+                return result
+            created = iso(now())
+            if prior is not None:
+                record, done = self._from_prior(prior, work[0], kind, created, ids[prior.node])
+                self.recorder.put(record)
+                self.records[record.node] = record.id
+                work = work[:1]
+            for change in work if prior is None else ():
+                record = ChangeRecord(
+                    id=ids[change.node],
+                    node=change.node,
+                    action=change.action or "",
+                    commit=str(self.planned.head.commit),
+                    kind=kind,
+                    base=self.planned.plan.base,
+                    reasons=change.reasons,
+                    holder=self.holder,
+                    created=created,
+                    steps=tuple(
+                        StepRecord(step_id.split(":", 1)[1].split("/", 1)[1])
+                        for step_id in change.steps
+                    ),
+                    overrides=dict(self.overrides.values) if self.overrides else {},
+                )
+                self.recorder.put(record)
+                self.records[change.node] = record.id
+            self.recorder.flush("runner: changes recorded before they run")
+            self.recorder.start()
+            outcomes = self._run_steps(work, done)
+            applies = kind == "apply" or (prior is not None and prior.kind in ("apply", "retry"))
+            self._conclude(work, outcomes, record_applied=applies, whole_plan=kind == "apply")
+        finally:
+            try:
+                self.recorder.stop("runner: results")
+            finally:
+                self._release_leases()
+                shutil.rmtree(self.scratch, ignore_errors=True)
+        result.records = [self.recorder.get(i) for i in self.records.values()]
+        if self.options.push and self.settings.state_remote:
+            self.store.push()
+        result.exit_code = _exit_code(result)
+        return result
+
+    def _from_prior(
+        self, prior: ChangeRecord, change: NodePlan, kind: str, created: str | None, new: str
+    ) -> tuple[ChangeRecord, dict[str, StepOutcome]]:
+        done = {
+            step_id: StepOutcome("success", attempts=s.attempts, outputs=dict(s.outputs))
+            for step_id in change.steps
+            if (s := prior.step(step_id.split(":", 1)[1].split("/", 1)[1])) is not None
+            and s.status == "success"
+        }
+        steps = tuple(s if s.status == "success" else StepRecord(s.id) for s in prior.steps)
+        if kind == "resume":
+            record = replace(
+                prior, status="running", holder=self.holder, finished=None, steps=steps
+            )
+        else:
+            record = replace(
+                prior,
+                id=new,
+                kind="retry",
+                status="pending",
+                holder=self.holder,
+                retry_of=prior.id,
+                created=created,
+                started=None,
+                finished=None,
+                steps=steps,
+            )
+        return record, done
+
+    def _run_steps(
+        self, work: list[NodePlan], done: Mapping[str, StepOutcome]
+    ) -> dict[str, StepOutcome]:
+        wanted = {step_id for change in work for step_id in change.steps}
+        steps = [s for s in self.planned.plan.steps if s.id in wanted]
+        edges = [e for e in self.planned.plan.edges if e[0] in wanted and e[1] in wanted]
+        checkout = self.scratch / "checkout"
+        self.git.checkout_to(str(self.planned.head.commit), checkout)
+        self.workdir = checkout / self.ops.prefix if self.ops.prefix else checkout
+        parallel = self.options.parallel or self.settings.parallelism
+        fail_fast = self.settings.fail_fast and not self.options.keep_going
+        executor = Executor(
+            self.runner, self, parallelism=parallel, fail_fast=fail_fast, cancel=self.cancel
+        )
+        return executor.run(steps, edges, done)
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def _take_leases(self, changes: Mapping[str, str]) -> None:
+        """A lease on every node (node → the change that will run on it)."""
+        wanted = sorted(changes)
+        deadline = time.monotonic() + self.options.lock_timeout
+        ttl = self.settings.lease_ttl
+        while True:
+            blocked: leases.Lease | None = None
+            for node in wanted:
+                if any(h.node == node for h in self.held):
+                    continue
+                ours, other = leases.try_acquire(self.store, node, self.holder, changes[node], ttl)
+                if ours is not None:
+                    if ours.took_over is not None:
+                        self._abort(ours.took_over)
+                    self.held.append(ours)
+                else:
+                    blocked = other
+            if blocked is None:
+                break
+            if time.monotonic() >= deadline or self.cancel.is_set():
+                self._release_leases()
+                raise Blocked(
+                    f"{blocked.node} is held by {blocked.holder} (change {blocked.change}) until "
+                    f"{iso(blocked.expires)}; waited {self.options.lock_timeout:g}s "
+                    "(`runner unlock PATH --force` breaks a stale lease)"
+                )
+            self.cancel.wait(min(1.0, max(0.05, deadline - time.monotonic())))
+        self._renewer = threading.Thread(target=self._renew, name="lease-renewer", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop_renewing.wait(self.settings.lease_renew):
+            try:
+                self.held = [
+                    leases.renew(self.store, lease, self.settings.lease_ttl) for lease in self.held
+                ]
+            except RunnerError as exc:  # lost a lease (broken by `runner unlock --force`)
+                log.error("stopping: %s", exc)
+                self.cancel.set()
+                return
+
+    def _release_leases(self) -> None:
+        self._stop_renewing.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
+        for lease in self.held:
+            leases.release(self.store, lease)
+        self.held = []
+
+    def _abort(self, dead: leases.Lease) -> None:
+        """The change of a runner that died under its lease ends ``aborted``."""
+        path = _find_change(self.store, dead.change)
+        if path is None:
+            return
+
+        def mutate(view: Any) -> dict[str, bytes | None]:
+            data = view.read(path)
+            if data is None:
+                return {}
+            record = change_from_yaml(data)
+            if record.status not in ("pending", "running", "waiting"):
+                return {}
+            steps = tuple(
+                replace(s, status="aborted") if s.status in ("pending", "queued", "running") else s
+                for s in record.steps
+            )
+            aborted = replace(record, status="aborted", finished=iso(now()), steps=steps)
+            from runner.state.records import change_to_yaml
+
+            return {path: change_to_yaml(aborted)}
+
+        self.store.update(mutate, f"runner: change {dead.change} aborted (its runner died)")
+
+    def _not_yet_applied(self, work: list[NodePlan], result: ApplyResult) -> list[NodePlan]:
+        """Re-read the state after taking the leases: a node another runner applied at this
+        commit meanwhile is not run again."""
+        head = self.planned.head.commit
+        kept = []
+        for change in work:
+            if change.change != "deleted":
+                applied = read_yaml(self.store.read(node_file("applied", change.node)))
+                digest = self.head_inputs.of(change.node).digest
+                if applied.get("commit") == head and applied.get("digest") == digest:
+                    result.skipped_nodes.append(change.node)
+                    continue
+            kept.append(change)
+        return kept
+
+    # --- executor hooks -----------------------------------------------------------------------
+
+    def _context(self, step: PlannedStep) -> NodeContext:
+        found = self.contexts.get(step.node)
+        if found is None:
+            found = self.contexts[step.node] = self._make_context(step)
+        return found
+
+    def _make_context(self, step: PlannedStep) -> NodeContext:
+        head = self.planned.head
+        outputs = read_yaml(self.store.read(node_file("outputs", step.node)))
+        if step.node in head.assets:
+            converger = self.head_inputs.converger
+        else:
+            assert self.base_converger is not None
+            converger = self.base_converger
+        values = converger.converge(step.node, outputs or None, self.overrides).values
+        scratch = self.scratch / step.node.strip("/").replace("/", "__")
+        scratch.mkdir(parents=True, exist_ok=True)
+        scratch.chmod(0o700)
+        return NodeContext(
+            node=step.node,
+            action=step.action,
+            change_id=self.records[step.node],
+            commit=str(head.commit),
+            properties=values,
+            workdir=self.workdir,
+            scratch=scratch,
+        )
+
+    def launch(self, step: PlannedStep, outputs: Mapping[str, Mapping[str, str]]) -> Launch:
+        context = self._context(step)
+        properties_file = self.property_files.get(step.node)
+        if properties_file is None:
+            try:
+                properties_file = write_properties_file(context, self.secrets)
+            except MissingSecret as exc:
+                raise StepSetupError(str(exc)) from None
+            self.property_files[step.node] = properties_file
+        return prepare(
+            context,
+            step.name,
+            step.run,
+            step.env,
+            outputs,
+            self.secrets,
+            properties_file,
+            self.environ,
+        )
+
+    def log(self, step: PlannedStep, attempt: int) -> LogWriter:
+        change_id = self.records[step.node]
+        writer = self.recorder.log_stream(f"logs/{change_id}/{step.name.replace('/', '__')}.log")
+        if attempt > 1:
+            writer.note(f"--- attempt {attempt} ---\n")
+        return writer
+
+    def started(self, step: PlannedStep, attempt: int) -> None:
+        record = self.recorder.get(self.records[step.node])
+        moment = iso(now())
+        current = record.step(step.name) or StepRecord(step.name)
+        step_record = replace(
+            current, status="running", started=current.started or moment, attempts=attempt
+        )
+        updated = record.with_step(step_record)
+        if record.status == "pending":
+            updated = replace(updated, status="running", started=moment)
+        self.recorder.put(updated)
+
+    def finished(self, step: PlannedStep, outcome: StepOutcome) -> None:
+        record = self.recorder.get(self.records[step.node])
+        current = record.step(step.name) or StepRecord(step.name)
+        error = self.masker.mask(outcome.error) if outcome.error else None
+        step_record = replace(
+            current,
+            status=outcome.status,
+            started=current.started or iso(outcome.started),
+            finished=iso(outcome.finished or now()),
+            attempts=outcome.attempts,
+            exit_code=outcome.exit_code,
+            error=error,
+            outputs={k: self.masker.mask(str(v)) for k, v in outcome.outputs.items()},
+        )
+        if error and outcome.status == "error":
+            self.log(step, 1).note(f"error: {error}\n")
+        self.recorder.put(record.with_step(step_record))
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _conclude(
+        self,
+        work: list[NodePlan],
+        outcomes: Mapping[str, StepOutcome],
+        record_applied: bool,
+        whole_plan: bool,
+    ) -> None:
+        moment = iso(now())
+        all_ok = True
+        for change in work:
+            ran = [outcomes.get(s) for s in change.steps]
+            statuses = [o.status if o is not None else "cancelled" for o in ran]
+            if "cancelled" in statuses:
+                status = "cancelled"
+            elif "error" in statuses:
+                status = "error"
+            elif any(o is not None and o.status == "skipped" and o.error for o in ran):
+                status = "skipped"  # something it depends on failed; it will be planned again
+            else:
+                status = "success"
+            record = self.recorder.get(self.records[change.node])
+            self.recorder.put(replace(record, status=status, finished=moment))
+            if status != "success":
+                all_ok = False
+                continue
+            node_outputs: dict[str, Any] = {}
+            for step_id in change.steps:
+                node_outputs.update(outcomes[step_id].outputs)
+            if change.change == "deleted":
+                self.recorder.put_file(node_file("applied", change.node), None)
+                self.recorder.put_file(node_file("outputs", change.node), None)
+                continue
+            if node_outputs:
+                previous = read_yaml(self.store.read(node_file("outputs", change.node)))
+                previous.update({k: self.masker.mask(str(v)) for k, v in node_outputs.items()})
+                self.recorder.put_file(node_file("outputs", change.node), dump(previous))
+            if not record_applied:
+                continue
+            self.recorder.put_file(
+                node_file("applied", change.node),
+                dump(
+                    {
+                        "node": change.node,
+                        "commit": self.planned.head.commit,
+                        "digest": self.head_inputs.of(change.node).digest,
+                        "change": self.records[change.node],
+                        "time": moment,
+                    }
+                ),
+            )
+        whole = (
+            whole_plan
+            and not self.options.targets
+            and not self.options.excludes
+            and self.overrides is None
+        )
+        if all_ok and whole and not self.cancel.is_set():
+            self.recorder.put_file(
+                APPLIED_MARKER, dump({"commit": self.planned.head.commit, "time": moment})
+            )
+
+
+def _find_change(store: StateStore, change_id: str) -> str | None:
+    path = f"changes/{change_id[:8]}/{change_id}.yaml"
+    return path if store.read(path) is not None else None
+
+
+def _exit_code(result: ApplyResult) -> ExitCode:
+    status = result.status
+    if status == "cancelled":
+        return ExitCode.SIGTERM
+    if status in ("error", "aborted", "skipped"):
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def run_action(
+    ops: OpsRepo,
+    node: str,
+    action: str,
+    overrides: dict[str, Any],
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None = None,
+) -> ApplyResult:
+    """``runner run PATH ACTION --set k=v``: an ad-hoc change of one node at ``--head``."""
+    run, change = _single_node(ops, node, action, overrides, options, environ, cancel, runner)
+    return run.execute([change], kind="run")
+
+
+def _single_node(
+    ops: OpsRepo,
+    node: str,
+    action: str,
+    overrides: dict[str, Any],
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None,
+) -> tuple[_Run, NodePlan]:
+    """A one-node plan running ``action`` at ``options.head``, ready to execute."""
+    from runner.errors import InvalidRepository
+    from runner.loading import checks, snapshot
+    from runner.loading.yamlfile import Mapping as YamlMapping
+    from runner.planning.dag import build_graph, expand_action
+
+    git = ops.require_git()
+    cache = snapshot.cache_for(git)
+    head = snapshot.load(ops, git.resolve(options.head), cache)
+    problems = checks.check(head, cache=cache)
+    cache.save()
+    if problems:
+        raise InvalidRepository(problems)
+    _sync(ops, head)
+    if node not in head.assets:
+        raise InvalidArgument(f"{node}: no such asset")
+    asset = head.assets[node]
+    template = head.template_of(asset)
+    available = dict(head.projects[asset.project].actions)
+    if template is not None:
+        available.update(template.actions)
+    if action not in available:
+        known = ", ".join(sorted(available)) or "none"
+        raise InvalidArgument(f"{node} has no action {action!r} (actions: {known})")
+    fragment = expand_action(node, action, available)
+    graph = build_graph([fragment])
+    import networkx as nx
+
+    order = list(nx.lexicographical_topological_sort(graph))
+    steps = tuple(graph.nodes[s]["step"] for s in order)
+    change = NodePlan(
+        node=node,
+        change="run",
+        action=action,
+        runs=True,
+        note=None,
+        reasons=(f"runner run {node} {action}",),
+        properties_diff=(),
+        steps=tuple(order),
+        template=template.label if template else None,
+    )
+    single = Plan(
+        base=None,
+        head=head.commit,
+        changes=(change,),
+        steps=steps,
+        edges=tuple(sorted(graph.edges)),
+        node_edges=(),
+    )
+    planned = Planned(ops, single, head, None, "ad-hoc run")
+    layer = YamlMapping(0)
+    layer.update(overrides)
+    secrets = SecretStore(environ, options.secrets_file)
+    run = _Run(
+        ops,
+        planned,
+        options,
+        secrets,
+        environ,
+        cancel,
+        runner or SubprocessRunner(),
+        overrides=Layer("overrides", "--set", layer) if overrides else None,
+    )
+    return run, change
+
+
+def resume_or_retry(
+    ops: OpsRepo,
+    change_id: str,
+    kind: str,
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None = None,
+) -> ApplyResult:
+    """``runner resume CHANGE`` (same record, only the steps that did not succeed) and
+    ``runner retry CHANGE`` (a new record with ``retry_of``)."""
+    from runner.loading.snapshot import read_settings
+    from runner.operations.history import show_change
+
+    prior = show_change(ops, read_settings(ops), change_id)
+    if prior.status in ("pending", "running", "waiting") and kind == "retry":
+        raise InvalidArgument(f"change {prior.id} is {prior.status}; retry a finished change")
+    if prior.status == "success":
+        raise InvalidArgument(f"change {prior.id} succeeded; nothing to {kind}")
+    head_options = replace(options, head=prior.commit)
+    run, change = _single_node(
+        ops, prior.node, prior.action, prior.overrides, head_options, environ, cancel, runner
+    )
+    return run.execute([change], kind, prior)
