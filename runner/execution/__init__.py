@@ -1,0 +1,1 @@
+"""Running step DAGs: the executor, what a step sees, and recording progress."""
