@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the example ops repo, on a fresh machine: makes .venv, installs the runner,
-# validates the example in place, shows converged properties with provenance, then scaffolds a
-# new ops repo with `runner init` and validates that too.
+# The main job on the example ops repo, on a fresh machine: makes .venv and installs the runner,
+# validates example/ in place, then scaffolds a new ops repo with `runner init`, plans it,
+# applies it (steps render config files under /tmp/gitops-runner-demo), shows what was recorded
+# on the state branch, bumps one image tag in a commit and plans and applies just that.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -9,16 +10,29 @@ if [ ! -x .venv/bin/runner ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 fi
-runner() { .venv/bin/runner "$@"; }
-show() { printf '\n\033[1m$ runner %s\033[0m\n' "$*"; runner "$@"; }
+RUNNER="$PWD/.venv/bin/runner"
+show() { printf '\n\033[1m$ runner %s\033[0m\n' "$*"; "$RUNNER" "$@"; }
 
 show --repo example-repo validate
-show --repo example-repo properties /projects/pay/environments/prod/assets/api --format yaml
 show --repo example-repo properties /projects/pay/environments/prod/assets/api --explain
+
 demo=$(mktemp -d "${TMPDIR:-/tmp}/gitops-runner-demo-XXXXXX")
 show init "$demo/ops"
-show --repo "$demo/ops" validate --rev HEAD
-printf '\nA broken edit is caught before it is committed (exit 3, file:line):\n'
-sed -i 's/depends_on: \[staging\]/depends_on: [stagin]/' "$demo/ops/projects/pay/environments/prod/environment.yaml"
-show --repo "$demo/ops" validate || printf '(exit %s)\n' "$?"
-printf '\nThe scaffolded ops repo is in %s/ops\n' "$demo"
+cd "$demo/ops"
+git config user.name >/dev/null || git config user.name "Demo"
+git config user.email >/dev/null || git config user.email "demo@example.com"
+# Demo secret values; a real pipeline takes them from its secret store.
+export RUNNER_SECRET_DB_PASSWORD=demo-db-password RUNNER_SECRET_PAY_GATEWAY_TOKEN=demo-gateway-token
+show plan
+show apply
+printf '\n\033[1m$ git log --oneline -5 runner-state\033[0m\n'
+git log --oneline -5 runner-state
+show changes list
+show apply   # nothing left to do
+
+printf '\n\033[1m# bump the staging api image, commit, plan as a PR comment would, apply\033[0m\n'
+sed -i 's/tag: "1.43.0-rc.2"/tag: "1.43.0"/' projects/pay/environments/staging/assets/api.yaml
+git commit -qam "staging: pay api 1.43.0"
+show plan --format markdown
+show apply
+printf '\nRendered files: %s\nThe ops repo: %s\n' "/tmp/gitops-runner-demo" "$demo/ops"

@@ -28,7 +28,7 @@ def list_changes(ops: OpsRepo, settings: Settings) -> list[ChangeRecord]:
         data = store.read(path)
         if data is not None and path.endswith(".yaml"):
             records.append(change_from_yaml(data))
-    return sorted(records, key=lambda r: r.id)
+    return sorted(records, key=lambda r: (r.created or "", r.id[:16], r.node, r.id))
 
 
 def show_change(ops: OpsRepo, settings: Settings, change_id: str) -> ChangeRecord:
