@@ -11,7 +11,7 @@ fi
 .venv/bin/ruff check runner tests bench
 .venv/bin/mypy
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+.venv/bin/python -m pytest -n 2 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
   exit 1
