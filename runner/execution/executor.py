@@ -14,9 +14,10 @@ with keep-going, only the dependants of a failure are skipped.
 
 from __future__ import annotations
 
+import heapq
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -104,32 +105,53 @@ class Executor:
         waiting = {
             s: sum(1 for p in preds[s] if p not in outcomes) for s in by_id if s not in outcomes
         }
-        ready = sorted((s for s, n in waiting.items() if n == 0), key=order.__getitem__)
-        running: dict[Future[StepOutcome], str] = {}
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="step") as pool:
+        ready = [(order[s], s) for s, n in waiting.items() if n == 0]
+        heapq.heapify(ready)
+        tasks: queue.SimpleQueue[tuple[str, list[str]] | None] = queue.SimpleQueue()
+        results: queue.SimpleQueue[tuple[str, StepOutcome | BaseException]] = queue.SimpleQueue()
+
+        def worker() -> None:
+            while (task := tasks.get()) is not None:
+                step_id, pred_ids = task
+                try:
+                    results.put((step_id, self._execute(by_id[step_id], pred_ids, by_id, outcomes)))
+                except BaseException as exc:
+                    results.put((step_id, exc))
+
+        workers = [
+            threading.Thread(target=worker, name=f"step-{i}", daemon=True)
+            for i in range(self.parallelism)
+        ]
+        for thread in workers:
+            thread.start()
+        running = 0
+        try:
             while ready or running:
-                while ready and len(running) < self.parallelism:
-                    step_id = ready.pop(0)
+                while ready and running < self.parallelism:
+                    _, step_id = heapq.heappop(ready)
+                    step = by_id[step_id]
                     decided = self._decide(
-                        by_id[step_id], [outcomes[p] for p in preds[step_id]], by_id, preds[step_id]
+                        step, [outcomes[p] for p in preds[step_id]], by_id, preds[step_id]
                     )
                     if decided is not None:
-                        self._finish(
-                            by_id[step_id], decided, outcomes, succs, waiting, ready, order
-                        )
+                        self._finish(step, decided, outcomes, succs, waiting, ready, order)
                         continue
-                    future = pool.submit(
-                        self._execute, by_id[step_id], preds[step_id], by_id, outcomes
-                    )
-                    running[future] = step_id
+                    tasks.put((step_id, preds[step_id]))
+                    running += 1
                 if not running:
                     continue
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: order[running[f]]):
-                    step_id = running.pop(future)
-                    self._finish(
-                        by_id[step_id], future.result(), outcomes, succs, waiting, ready, order
+                step_id, result = results.get()
+                running -= 1
+                if isinstance(result, BaseException):
+                    result = StepOutcome(
+                        "error", error=f"internal error: {type(result).__name__}: {result}"
                     )
+                self._finish(by_id[step_id], result, outcomes, succs, waiting, ready, order)
+        finally:
+            for _ in workers:
+                tasks.put(None)
+            for thread in workers:
+                thread.join()
         return outcomes
 
     # --- deciding and finishing ---------------------------------------------------------------
@@ -183,7 +205,7 @@ class Executor:
         outcomes: dict[str, StepOutcome],
         succs: Mapping[str, list[str]],
         waiting: dict[str, int],
-        ready: list[str],
+        ready: list[tuple[int, str]],
         order: Mapping[str, int],
     ) -> None:
         if outcome.status == "error":
@@ -191,15 +213,16 @@ class Executor:
             if self.fail_fast:
                 self._tripped = True
         outcomes[step.id] = outcome
-        if outcome.status == "success":
-            with self._lock:
-                self._outputs.setdefault(step.node, {})[step.name] = dict(outcome.outputs)
+        if outcome.status == "success" and outcome.outputs:
+            with self._lock:  # replaced, never mutated: readers may hold the old mapping
+                node_outputs = dict(self._outputs.get(step.node, {}))
+                node_outputs[step.name] = outcome.outputs
+                self._outputs[step.node] = node_outputs
         self.hooks.finished(step, outcome)
         for nxt in succs[step.id]:
             waiting[nxt] -= 1
             if waiting[nxt] == 0:
-                ready.append(nxt)
-        ready.sort(key=order.__getitem__)
+                heapq.heappush(ready, (order[nxt], nxt))
 
     # --- running one step ---------------------------------------------------------------------
 
@@ -223,11 +246,15 @@ class Executor:
             outcome.attempts = attempt
             self.hooks.started(step, attempt)
             with self._lock:
-                outputs = {k: dict(v) for k, v in self._outputs.get(step.node, {}).items()}
+                outputs = self._outputs.get(step.node, {})
             try:
                 launch = self.hooks.launch(step, outputs)
             except StepSetupError as exc:
                 outcome.status, outcome.error = "error", str(exc)
+                break
+            except Exception as exc:
+                outcome.status = "error"
+                outcome.error = f"could not start: {type(exc).__name__}: {exc}"
                 break
             sink = self.hooks.log(step, attempt)
             try:

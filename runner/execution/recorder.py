@@ -57,22 +57,28 @@ class Recorder:
     # --- committing ---------------------------------------------------------------------------
 
     def flush(self, message: str = "runner: progress") -> None:
-        with self._lock:
-            changes: dict[str, bytes | None] = {
-                self._records[i].path: change_to_yaml(self._records[i]) for i in self._dirty
-            }
-            changes.update({p: bytes(self._logs[p]) for p in self._dirty_logs})
-            changes.update(self._extra)
+        with self._lock:  # take what changed; serialise outside the lock (steps keep running)
+            records = [self._records[i] for i in self._dirty]
+            logs = {p: bytes(self._logs[p]) for p in self._dirty_logs}
+            extra = dict(self._extra)
             self._dirty.clear()
             self._dirty_logs.clear()
             self._extra.clear()
+        changes: dict[str, bytes | None] = {r.path: change_to_yaml(r) for r in records}
+        changes.update(logs)
+        changes.update(extra)
         if changes:
-            snapshot: Mapping[str, bytes | None] = dict(changes)
 
             def mutate(view: StateView) -> Mapping[str, bytes | None]:
-                return snapshot
+                return changes
 
-            self.store.update(mutate, message)
+            try:
+                self.store.update(mutate, message)
+            except Exception:
+                with self._lock:  # keep them for the next flush; newer writes win
+                    for path, data in changes.items():
+                        self._extra.setdefault(path, data)
+                raise
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
