@@ -461,7 +461,10 @@ class GitRepo:
         self, handle: pygit2.Remote, ref: str, expected: str | None, new: str
     ) -> bool:
         try:
-            heads = {h.name: str(h.oid) for h in handle.list_heads()}
+            # One connection, in the push direction: the push below reuses it, so the value the
+            # server checks the update against is the one compared with ``expected`` here.
+            handle.connect(direction=_DIRECTION_PUSH)
+            heads = {h.name: str(h.oid) for h in handle.list_heads(connect=False)}
         except pygit2.GitError as exc:
             raise RunnerError(f"pushing {ref}: {exc}") from exc
         if heads.get(ref) != expected:
@@ -510,12 +513,20 @@ FILEMODE_BLOB = 0o100644
 LOCK_WAIT = 10.0  # seconds to wait for another writer's ref lock before giving up
 LOCK_STALE = 30.0  # a ref lock older than this was left by a dead writer and is removed
 _LOCK_POLL = (0.0005, 0.005)  # the range of one jittered wait for a held lock, in seconds
+_DIRECTION_PUSH = 1  # libgit2's GIT_DIRECTION_PUSH
 _TEMP_REF_PREFIX = "refs/runner/push/"  # a network push sends a commit from this ref
+# How a push that lost a race reads: libgit2's own checks against the advertised value, then
+# git receive-pack's (its ref lock found another value: "failed to update ref"; or another
+# push held the lock) and the wording of the big hosts.
 _NON_FAST_FORWARD = (
     "non-fastforwardable",
     "not present locally",
     "non-fast-forward",
     "fetch first",
+    "failed to update ref",
+    "failed to lock",
+    "cannot lock ref",
+    "stale info",
 )
 
 _Nested = dict[str, "bytes | _Nested | None"]

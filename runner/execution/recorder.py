@@ -75,8 +75,10 @@ class Recorder:
             try:
                 self.store.update(mutate, message)
             except Exception:
-                with self._lock:  # keep them for the next flush; newer writes win
-                    for path, data in changes.items():
+                with self._lock:  # try them again at the next flush; newer writes still win
+                    self._dirty.update(r.id for r in records)
+                    self._dirty_logs.update(logs)
+                    for path, data in extra.items():
                         self._extra.setdefault(path, data)
                 raise
 
