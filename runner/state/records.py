@@ -107,11 +107,21 @@ def change_to_yaml(record: ChangeRecord) -> bytes:
     return dump(body)
 
 
+def plain(value: Any) -> Any:
+    """Loaded YAML as plain dicts and lists (the dumper writes only those)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def change_from_yaml(data: bytes) -> ChangeRecord:
-    doc = parse(data.decode("utf-8"))
-    if not isinstance(doc, Mapping):
+    loaded = parse(data.decode("utf-8"))
+    if not isinstance(loaded, Mapping):
         raise ValueError("not a change record")
-    steps = tuple(StepRecord(**dict(s)) for s in doc.get("steps") or ())
+    doc = plain(loaded)
+    steps = tuple(StepRecord(**s) for s in doc.get("steps") or ())
     fields = {k: v for k, v in doc.items() if k not in ("steps", "reasons")}
     return ChangeRecord(**fields, steps=steps, reasons=tuple(doc.get("reasons") or ()))
 
@@ -120,4 +130,4 @@ def read_yaml(data: bytes | None) -> dict[str, Any]:
     if data is None:
         return {}
     doc = parse(data.decode("utf-8"))
-    return dict(doc) if isinstance(doc, dict) else {}
+    return plain(doc) if isinstance(doc, dict) else {}
