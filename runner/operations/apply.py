@@ -328,21 +328,22 @@ class _Run:
         deadline = time.monotonic() + self.options.lock_timeout
         ttl = self.settings.lease_ttl
         while True:
-            blocked: leases.Lease | None = None
-            for node in wanted:
-                if any(h.node == node for h in self.held):
-                    continue
-                ours, other = leases.try_acquire(self.store, node, self.holder, changes[node], ttl)
-                if ours is not None:
-                    if ours.took_over is not None:
-                        self._abort(ours.took_over)
-                    self.held.append(ours)
-                else:
-                    blocked = other
-            if blocked is None:
+            held = {h.node for h in self.held}
+            missing = {node: changes[node] for node in wanted if node not in held}
+            taken, blocked = leases.try_acquire_many(self.store, missing, self.holder, ttl)
+            for ours in taken:
+                if ours.took_over is not None:
+                    self._abort(ours.took_over)
+            self.held += taken
+            if len(self.held) == len(wanted):
                 break
+            # nothing taken this round (all or nothing); wait and look again
             if time.monotonic() >= deadline or self.cancel.is_set():
                 self._release_leases()
+                if blocked is None:
+                    raise Blocked(
+                        f"could not take the leases within {self.options.lock_timeout:g}s"
+                    )
                 raise Blocked(
                     f"{blocked.node} is held by {blocked.holder} (change {blocked.change}) until "
                     f"{iso(blocked.expires)}; waited {self.options.lock_timeout:g}s "
@@ -355,9 +356,7 @@ class _Run:
     def _renew(self) -> None:
         while not self._stop_renewing.wait(self.settings.lease_renew):
             try:
-                self.held = [
-                    leases.renew(self.store, lease, self.settings.lease_ttl) for lease in self.held
-                ]
+                self.held = leases.renew_many(self.store, self.held, self.settings.lease_ttl)
             except RunnerError as exc:  # lost a lease (broken by `runner unlock --force`)
                 log.error("stopping: %s", exc)
                 self.cancel.set()
@@ -368,8 +367,7 @@ class _Run:
         if self._renewer is not None:
             self._renewer.join()
             self._renewer = None
-        for lease in self.held:
-            leases.release(self.store, lease)
+        leases.release_many(self.store, self.held)
         self.held = []
 
     def _abort(self, dead: leases.Lease) -> None:

@@ -235,3 +235,106 @@ def _text(doc: dict[Any, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(key)
     return value
+
+
+# --- many nodes in one commit ----------------------------------------------------------------
+# An apply takes, renews and gives back the leases of all its nodes together: one state commit
+# (and one push) per operation instead of one per node.
+
+
+def try_acquire_many(
+    store: StateStore,
+    changes: dict[str, str],
+    holder: str,
+    ttl: float,
+    now: datetime | None = None,
+) -> tuple[list[Lease], Lease | None]:
+    """Take the leases of all ``changes`` (node → change id) in one update, or none of them
+    when one is held by a live runner: ``(taken, a lease that blocks)``. Taken leases carry
+    ``took_over`` (the expired lease of a runner that died)."""
+    moment = _truncate(now or datetime.now(UTC))
+    expires = moment + timedelta(seconds=ttl)
+    taken: list[Lease] = []
+
+    def mutate(view: StateView) -> dict[str, bytes | None]:
+        taken.clear()
+        out: dict[str, bytes | None] = {}
+        for node, change in sorted(changes.items()):
+            path = lease_path(node)
+            current = _lease_in(view, path)
+            if current is not None and current.holder != holder and not current.expired(moment):
+                taken.clear()  # all or nothing: two runners never each hold half of a plan
+                return {}
+            again = current is not None and current.holder == holder and current.change == change
+            ours = Lease(
+                node=node,
+                holder=holder,
+                change=change,
+                acquired=current.acquired if again and current is not None else moment,
+                expires=expires,
+                took_over=current if current is not None and current.holder != holder else None,
+            )
+            taken.append(ours)
+            out[path] = lease_to_yaml(ours)
+        return out
+
+    store.sync()
+    store.update(mutate, f"leases: {len(changes)} node(s) for {holder}")
+    store.push()
+    view = store.view()
+    won: list[Lease] = []
+    blocking: Lease | None = None
+    for lease in taken:
+        landed = _lease_in(view, lease.path)
+        if landed is not None and landed == lease:
+            won.append(lease)
+    won_nodes = {lease.node for lease in won}
+    for node in sorted(changes):
+        if node not in won_nodes:
+            blocking = blocking or _lease_in(view, lease_path(node))
+    return won, blocking
+
+
+def renew_many(
+    store: StateStore, held: list[Lease], ttl: float, now: datetime | None = None
+) -> list[Lease]:
+    """New expiries for every lease still ours, in one update; ``LeaseLost`` if one is not."""
+    expires = _truncate(now or datetime.now(UTC)) + timedelta(seconds=ttl)
+
+    def mutate(view: StateView) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for lease in held:
+            current = _lease_in(view, lease.path)
+            if current is not None and current.holder == lease.holder:
+                out[lease.path] = lease_to_yaml(replace(current, expires=expires))
+        return out
+
+    store.sync()
+    store.update(mutate, f"leases: {len(held)} renewed")
+    store.push()
+    view = store.view()
+    renewed = []
+    for lease in held:
+        found = _lease_in(view, lease.path)
+        if found is None or found.holder != lease.holder or found.expires != expires:
+            raise LeaseLost(lease, found)
+        renewed.append(found)
+    return renewed
+
+
+def release_many(store: StateStore, held: list[Lease]) -> None:
+    """Give back every lease still ours, in one update."""
+    if not held:
+        return
+
+    def mutate(view: StateView) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for lease in held:
+            current = _lease_in(view, lease.path)
+            if current is not None and current.holder == lease.holder:
+                out[lease.path] = None
+        return out
+
+    store.sync()
+    store.update(mutate, f"leases: {len(held)} released")
+    store.push()
