@@ -60,7 +60,7 @@ def _finish(result: ApplyResult, received: list[int]) -> None:
             + (f"  ({detail})" if detail else "")
         )
     for node in result.skipped_nodes:
-        click.echo(f"{'skipped':9} {node}  already applied at this commit")
+        click.echo(f"{'skipped':9} {node}  already applied with these inputs")
     if not result.records and not result.skipped_nodes:
         click.echo("Nothing to do.")
     if received:

@@ -6,7 +6,7 @@ Order of work, so that a crash or a race never loses or duplicates a record:
 2. plan from the last applied commit (or ``--base``) to ``--head``;
 3. take a lease on every node to run (waiting up to ``--lock-timeout``); a lease whose holder
    died is taken over and the dead holder's change is marked ``aborted``;
-4. re-read the state: a node another runner already applied at this commit is left out;
+4. re-read the state: a node another runner already applied with these inputs is left out;
 5. commit the change records (``pending``) before the first step starts;
 6. run, committing step updates and logs at most a couple of seconds behind;
 7. record ``applied/`` and ``outputs/`` of each node that succeeded, and ``applied.yaml`` when
@@ -85,7 +85,7 @@ class ApplyOptions:
 class ApplyResult:
     plan: Plan | None
     records: list[ChangeRecord] = field(default_factory=list)
-    skipped_nodes: list[str] = field(default_factory=list)  # already applied at this commit
+    skipped_nodes: list[str] = field(default_factory=list)  # already applied with these inputs
     exit_code: ExitCode = ExitCode.OK
 
     @property
@@ -395,15 +395,15 @@ class _Run:
         self.store.update(mutate, f"runner: change {dead.change} aborted (its runner died)")
 
     def _not_yet_applied(self, work: list[NodePlan], result: ApplyResult) -> list[NodePlan]:
-        """Re-read the state after taking the leases: a node another runner applied at this
-        commit meanwhile is not run again."""
-        head = self.planned.head.commit
+        """Re-read the state after taking the leases: a node already applied with exactly these
+        inputs (by another runner meanwhile, or by an earlier apply that failed elsewhere) is
+        not run again."""
         kept = []
         for change in work:
             if change.change != "deleted":
                 applied = read_yaml(self.store.read(node_file("applied", change.node)))
                 digest = self.head_inputs.of(change.node).digest
-                if applied.get("commit") == head and applied.get("digest") == digest:
+                if applied.get("digest") == digest:
                     result.skipped_nodes.append(change.node)
                     continue
             kept.append(change)
@@ -490,11 +490,16 @@ class _Run:
             attempts=outcome.attempts,
             exit_code=outcome.exit_code,
             error=error,
-            outputs={k: self.masker.mask(str(v)) for k, v in outcome.outputs.items()},
+            outputs=self._masked(outcome.outputs),
         )
         if error and outcome.status == "error":
             self.log(step, 1).note(f"error: {error}\n")
         self.recorder.put(record.with_step(step_record))
+
+    def _masked(self, outputs: Mapping[str, Any]) -> dict[str, str]:
+        """Outputs as recorded: keys and values masked (a step may name an output after a
+        secret)."""
+        return {self.masker.mask(str(k)): self.masker.mask(str(v)) for k, v in outputs.items()}
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -532,7 +537,7 @@ class _Run:
                 continue
             if node_outputs:
                 previous = read_yaml(self.store.read(node_file("outputs", change.node)))
-                previous.update({k: self.masker.mask(str(v)) for k, v in node_outputs.items()})
+                previous.update(self._masked(node_outputs))
                 self.recorder.put_file(node_file("outputs", change.node), dump(previous))
             if not record_applied:
                 continue
