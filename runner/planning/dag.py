@@ -148,6 +148,29 @@ def check_acyclic(graph: nx.DiGraph, what: str) -> None:
     raise CycleError([edge[0] for edge in cycle], what)
 
 
+def nearest(
+    graph: nx.DiGraph, start: str, wanted: Iterable[str] | dict[str, object], *, upstream: bool
+) -> list[str]:
+    """The closest nodes in ``wanted`` before (``upstream``) or after ``start``, looking through
+    the others: ``top`` waits for ``db`` through a ``mid`` that has nothing to run, and prod
+    waits for dev through an unchanged staging."""
+    targets = set(wanted)
+    step = graph.predecessors if upstream else graph.successors
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = list(step(start)) if start in graph else []
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in targets:
+            found.add(current)
+        else:
+            stack.extend(step(current))
+    return sorted(found)
+
+
 def ordered(graph: nx.DiGraph) -> list[str]:
     """A topological order, ties broken lexicographically (deterministic)."""
     check_acyclic(graph, "step")

@@ -17,7 +17,14 @@ from runner.changes import CREATED, DELETED, Inputs, NodeDiff, PropertyChange, c
 from runner.loading.checks import resolve_dependency
 from runner.loading.snapshot import Snapshot
 from runner.model import Action, Asset
-from runner.planning.dag import Fragment, PlannedStep, build_graph, check_acyclic, expand_action
+from runner.planning.dag import (
+    Fragment,
+    PlannedStep,
+    build_graph,
+    check_acyclic,
+    expand_action,
+    nearest,
+)
 
 PLAN_FORMAT_VERSION = 1
 
@@ -114,7 +121,7 @@ def build_plan(
     links = [
         (sink, source)
         for after in sorted(fragments)
-        for before in _nearest_running(node_graph, after, fragments)
+        for before in nearest(node_graph, after, fragments, upstream=True)
         for sink in fragments[before].sinks
         for source in fragments[after].sources
     ]
@@ -195,6 +202,15 @@ def _actions_of(snap: Snapshot, asset: Asset) -> dict[str, Action]:
     return found
 
 
+def asset_order(snap: Snapshot, nodes: set[str] | None = None) -> nx.DiGraph:
+    """Assets (all, or ``nodes``) with "runs before" edges as a plan orders them."""
+    graph = nx.DiGraph()
+    chosen = set(snap.assets) if nodes is None else nodes
+    graph.add_nodes_from(sorted(chosen))
+    _order_edges(graph, snap, chosen, reverse=False)
+    return graph
+
+
 def _node_graph(base: Snapshot | None, head: Snapshot, diffs: list[NodeDiff]) -> nx.DiGraph:
     """Edges "before → after" between the plan's nodes."""
     graph = nx.DiGraph()
@@ -205,26 +221,6 @@ def _node_graph(base: Snapshot | None, head: Snapshot, diffs: list[NodeDiff]) ->
     if base is not None and dead:
         _order_edges(graph, base, dead, reverse=True)
     return graph
-
-
-def _nearest_running(
-    node_graph: nx.DiGraph, node: str, fragments: dict[str, Fragment]
-) -> list[str]:
-    """The closest upstream nodes that run something: order passes through a node that has
-    nothing to run (``top`` waits for ``db`` through ``mid``)."""
-    found: set[str] = set()
-    seen: set[str] = set()
-    stack = list(node_graph.predecessors(node))
-    while stack:
-        before = stack.pop()
-        if before in seen:
-            continue
-        seen.add(before)
-        if before in fragments:
-            found.add(before)
-        else:
-            stack.extend(node_graph.predecessors(before))
-    return sorted(found)
 
 
 def _order_edges(graph: nx.DiGraph, snap: Snapshot, nodes: set[str], reverse: bool) -> None:
@@ -254,30 +250,18 @@ def _order_edges(graph: nx.DiGraph, snap: Snapshot, nodes: set[str], reverse: bo
         parent = snap.assets[path].parent_path
         by_env.setdefault(parent, []).append(path)
     for env_path, members in sorted(by_env.items()):
-        for upstream in sorted(_nearest_with_changes(env_graph, env_path, by_env)):
+        for upstream in nearest(env_graph, env_path, by_env, upstream=False):
             for before in by_env[upstream]:
                 for after in members:
                     add(before, after)
 
 
-def _nearest_with_changes(
-    env_graph: nx.DiGraph, env_path: str, by_env: dict[str, list[str]]
-) -> set[str]:
-    """The closest upstream environments that have nodes in the plan: prod waits for dev through
-    an unchanged staging, without an edge to every environment further up."""
-    found: set[str] = set()
-    seen: set[str] = set()
-    stack = list(env_graph.successors(env_path)) if env_path in env_graph else []
-    while stack:
-        upstream = stack.pop()
-        if upstream in seen:
-            continue
-        seen.add(upstream)
-        if upstream in by_env:
-            found.add(upstream)
-        else:
-            stack.extend(env_graph.successors(upstream))
-    return found
-
-
-__all__ = ["CREATED", "PLAN_FORMAT_VERSION", "NodePlan", "Plan", "build_plan", "matches"]
+__all__ = [
+    "CREATED",
+    "PLAN_FORMAT_VERSION",
+    "NodePlan",
+    "Plan",
+    "asset_order",
+    "build_plan",
+    "matches",
+]

@@ -26,8 +26,10 @@ from runner.planning.dag import (
     build_graph,
     check_acyclic,
     expand_action,
+    nearest,
     ordered,
 )
+from runner.planning.plan import asset_order
 
 PROJECT, ENVIRONMENT, ASSET, STEP = "project", "environment", "asset", "step"
 
@@ -101,56 +103,6 @@ def node_graph(snap: Snapshot) -> Dag:
     return nodes_dag(snap.node_paths(), edges)
 
 
-def asset_order(snap: Snapshot) -> nx.DiGraph:
-    """Assets, with "runs before" edges as a plan over every asset would have them.
-
-    An asset waits for what it ``depends_on`` (every asset below a node path that names an
-    environment or a project); the assets of an environment wait for those of the nearest
-    upstream environments that have assets.
-    """
-    graph = nx.DiGraph()
-    graph.add_nodes_from(sorted(snap.assets))
-    for path, asset in sorted(snap.assets.items()):
-        for dep in asset.depends_on:
-            target = resolve_dependency(snap, asset, dep.value)
-            graph.add_edges_from((before, path) for before in _assets_at(snap, target))
-    by_env: dict[str, list[str]] = {}
-    for path, asset in sorted(snap.assets.items()):
-        by_env.setdefault(asset.parent_path, []).append(path)
-    env_graph = nx.DiGraph()
-    for env in snap.environments.values():
-        env_graph.add_node(env.path)
-        for dep in env.depends_on:
-            env_graph.add_edge(env.path, f"/projects/{env.project}/environments/{dep.value}")
-    for env_path, members in sorted(by_env.items()):
-        for upstream in sorted(_nearest(env_graph, env_path, set(by_env))):
-            graph.add_edges_from((b, a) for b in by_env[upstream] for a in members)
-    return graph
-
-
-def _assets_at(snap: Snapshot, target: str) -> list[str]:
-    if target in snap.assets:
-        return [target]
-    return sorted(p for p in snap.assets if p.startswith(target + "/"))
-
-
-def _nearest(graph: nx.DiGraph, start: str, wanted: set[str]) -> set[str]:
-    """The closest successors of ``start`` that are ``wanted``, looking through the others."""
-    found: set[str] = set()
-    seen: set[str] = set()
-    stack = list(graph.successors(start)) if start in graph else []
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        if current in wanted:
-            found.add(current)
-        else:
-            stack.extend(graph.successors(current))
-    return found
-
-
 def step_graph(snap: Snapshot) -> Dag:
     """The steps of every asset's ``on_change`` action, linked across assets in plan order.
 
@@ -162,12 +114,11 @@ def step_graph(snap: Snapshot) -> Dag:
         for path, asset in sorted(snap.assets.items())
         if (fragment := _change_fragment(snap, asset)) is not None
     }
-    upstream = asset_order(snap).reverse(copy=False)
-    running = set(fragments)
+    order = asset_order(snap)
     links = [
         (sink, source)
         for after in sorted(fragments)
-        for before in sorted(_nearest(upstream, after, running))
+        for before in nearest(order, after, fragments, upstream=True)
         for sink in fragments[before].sinks
         for source in fragments[after].sources
     ]
