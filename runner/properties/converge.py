@@ -80,7 +80,8 @@ class Converger:
             prefix = self._prefixes[prefix_key] = merge(self._wrap(x) for x in layers[:-1])
         extra = [self._wrap(layers[-1])]
         if outputs:
-            extra.append(under_key("outputs", wrap(Layer("outputs", "state", outputs))))
+            layer = Layer("outputs", f"state:outputs{path}.yaml", outputs)
+            extra.append(under_key("outputs", wrap(layer)))
         if overrides is not None:
             extra.append(wrap(overrides))
         return merge([prefix, *extra])

@@ -64,3 +64,26 @@ def test_apply_runs_changes_records_them_and_a_second_apply_does_nothing(tmp_pat
     assert (second.exit_code, second.stdout) == (0, "Nothing to do.\n")
     assert len((out / "log").read_text().splitlines()) == 3
     assert repo.git("fsck", "--strict") == ""
+
+
+def test_recorded_outputs_show_under_the_outputs_key_and_never_move_the_digest(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    repo = _repo(tmp_path, WRITER.replace("@OUT@", str(out)))
+    assert repo.runner("apply").exit_code == 0
+
+    explained = repo.runner(
+        "properties", "/projects/pay/environments/prod/assets/db", "--explain", "--format", "json"
+    )
+    rows = {row["key"]: row for row in json.loads(explained.stdout)}
+    assert rows["outputs.url"] == {
+        "key": "outputs.url",
+        "value": "http://x",
+        "layer": "outputs",
+        "file": "state:outputs/projects/pay/environments/prod/assets/db.yaml",
+        "line": 0,
+    }
+    plan = json.loads(repo.runner("plan", "--format", "json").stdout)
+    assert plan["changes"] == []
