@@ -339,9 +339,13 @@ def read_one(
         if len(data) > max_bytes:
             problems.append(_too_big(path, len(data), max_bytes))
             return None
-        cached = _check(kind, data)
+        cached, live = _check(kind, data)
         cache.put(key, cached)
+    else:
+        live = None
     size, value, found, properties = cached
+    if live is not None:
+        properties = live  # just parsed: no need to unpickle what was pickled for the cache
     if size > max_bytes:
         problems.append(_too_big(path, size, max_bytes))
         return None
@@ -362,33 +366,30 @@ def _too_big(path: str, size: int, max_bytes: int) -> Problem:
 _SPLIT_KINDS = ("asset", "environment", "project", "template")
 
 
-def _check(kind: str, data: bytes) -> tuple[int, Any, list[tuple[int, str]], Any]:
+def _check(kind: str, data: bytes) -> tuple[tuple[int, Any, list[tuple[int, str]], Any], Any]:
     """Parse and schema-check one blob: ``(size, value, problems, properties)``. For node and
     template files the ``properties`` mapping is split off and pickled on its own, so a cached
-    document can be used without building its property tree."""
+    document can be used without building its property tree. Second: the live properties
+    mapping, for this process."""
     size = len(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return (
-            size,
-            None,
-            [(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")],
-            None,
-        )
+        message = f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        return (size, None, [(line, message)], None), None
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
         value = parse(text)
     except YamlError as exc:
-        return size, None, [(exc.line, exc.message)], None
+        return (size, None, [(exc.line, exc.message)], None), None
     if value is None:
         value = [] if kind == "schedules" else Mapping(1)
     found = schema_problems(kind, value)
-    properties = None
+    properties = mapping = None
     if kind in _SPLIT_KINDS and isinstance(value, Mapping) and not found:
         mapping = value.pop("properties", None)
         if mapping is not None:
             properties = pickle.dumps(mapping, protocol=pickle.HIGHEST_PROTOCOL)
-    return size, value, found, properties
+    return (size, value, found, properties), mapping
