@@ -79,6 +79,7 @@ class Inputs:
         self.converger = converger or Converger(snapshot)
         self._memo: dict[str, NodeInputs] = {}
         self._actions: dict[tuple[int, int], dict[str, Any]] = {}
+        self._action_digests: dict[tuple[int, int], str] = {}
 
     def of(self, path: str) -> NodeInputs:
         found = self._memo.get(path)
@@ -94,13 +95,28 @@ class Inputs:
         actions = self._canonical_actions(asset, template)
         source = _template_source(snap, template)
         payload = json.dumps(
-            {"values": secret_safe(values), "actions": actions, "template": source},
+            {
+                "values": secret_safe(values),
+                "actions": self._actions_digest(asset, template, actions),
+                "template": source,
+            },
             sort_keys=True,
             default=_encode,
             separators=(",", ":"),
         )
         digest = hashlib.sha256(payload.encode()).hexdigest()
         return NodeInputs(path, values, actions, source, digest)
+
+    def _actions_digest(
+        self, asset: Asset, template: Template | None, actions: dict[str, Any]
+    ) -> str:
+        """The hash of the canonical actions, computed once per template and project."""
+        key = (id(template), id(self.snapshot.projects.get(asset.project)))
+        found = self._action_digests.get(key)
+        if found is None:
+            text = json.dumps(actions, sort_keys=True, default=_encode, separators=(",", ":"))
+            found = self._action_digests[key] = hashlib.sha256(text.encode()).hexdigest()
+        return found
 
     def _canonical_actions(self, asset: Asset, template: Template | None) -> dict[str, Any]:
         """Shared by every asset of a template in a project: computed once per pair."""

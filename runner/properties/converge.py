@@ -30,6 +30,7 @@ class Converger:
         self._wrapped: dict[int, Branch] = {}
         self._prefixes: dict[tuple[int, ...], Branch] = {}
         self._value_prefixes: dict[tuple[int, ...], dict[str, Any]] = {}
+        self._converged: dict[str, Converged] = {}  # layers 1–5 only; results are not mutated
 
     def _wrap(self, layer: Layer) -> Branch:
         key = id(layer)
@@ -92,7 +93,12 @@ class Converger:
         outputs: dict[str, Any] | None = None,
         overrides: Layer | None = None,
     ) -> Converged:
-        return unwrap(self.merged(path, outputs, overrides))
+        if outputs or overrides is not None:
+            return unwrap(self.merged(path, outputs, overrides))
+        found = self._converged.get(path)
+        if found is None:
+            found = self._converged[path] = unwrap(self.merged(path))
+        return found
 
     def values(self, path: str) -> dict[str, Any]:
         """The converged values of layers 1–5 without provenance (the fast path)."""
