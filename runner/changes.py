@@ -133,9 +133,7 @@ class Inputs:
 def runnable_actions(snap: Snapshot, asset: Asset, template: Template | None) -> dict[str, Action]:
     """The actions a node's create/change/delete/check events can reach, child actions included:
     a node's inputs are those it would run, not every action its template defines."""
-    available = dict(snap.projects[asset.project].actions) if asset.project in snap.projects else {}
-    if template is not None:
-        available.update(template.actions)
+    available = snap.actions_of(asset)
     events = (
         (template.on_create, template.on_change, template.on_delete, template.check)
         if template is not None

@@ -19,9 +19,9 @@ from runner.cli.cmd_plan import _pattern
 from runner.durations import parse_duration
 from runner.errors import ExitCode, InvalidArgument
 from runner.loading.yamlfile import YamlError, parse
-from runner.operations.apply import ApplyOptions, ApplyResult, apply, run_action
+from runner.operations.apply import ApplyOptions, ApplyResult, apply, resume_or_retry, run_action
 from runner.operations.properties import normalise_path
-from runner.render import plan_text
+from runner.operations.unlock import unlock
 
 
 @contextmanager
@@ -183,7 +183,7 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["apply_command", "plan_text", "run_command"]
+__all__ = ["apply_command", "resume_command", "retry_command", "run_command", "unlock_command"]
 
 
 @cli.command("resume")
@@ -206,8 +206,6 @@ def retry_command(obj: Context, /, change_id: str, **kwargs: Any) -> None:
 
 
 def _resume_or_retry(obj: Context, change_id: str, kind: str, kwargs: dict[str, Any]) -> None:
-    from runner.operations.apply import resume_or_retry
-
     options = _options(**kwargs)
     cancel = threading.Event()
     with signals_cancel(cancel) as received:
@@ -223,8 +221,6 @@ def _resume_or_retry(obj: Context, change_id: str, kind: str, kwargs: dict[str, 
 @click.pass_obj
 def unlock_command(obj: Context, path: str, force: bool) -> None:
     """Break the lease on the node at PATH (recorded as an event)."""
-    from runner.operations.unlock import unlock
-
     removed = unlock(obj.ops, normalise_path(path))
     if removed is None:
         click.echo(f"{normalise_path(path)} was not locked.")

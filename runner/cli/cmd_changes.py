@@ -47,9 +47,9 @@ def list_command(obj: Context, fmt: str) -> None:
     if not records:
         click.echo("No changes recorded yet.")
         return
-    click.echo(f"{'ID':23} {'STATUS':9} {'ACTION':12} {'COMMIT':12} NODE")
+    click.echo(f"{'ID':26} {'STATUS':9} {'ACTION':12} {'COMMIT':12} NODE")
     for r in records:
-        click.echo(f"{r.id:23} {r.status:9} {r.action:12} {r.commit[:12]:12} {r.node}")
+        click.echo(f"{r.id:26} {r.status:9} {r.action:12} {r.commit[:12]:12} {r.node}")
 
 
 @changes_group.command("show")

@@ -12,6 +12,7 @@ from runner.loading.documents import Document, ParseCache, read_documents, read_
 from runner.loading.source import GitSource, OpsRepo, Source, WorkTreeSource
 from runner.loading.yamlfile import Mapping
 from runner.model import (
+    Action,
     Asset,
     Environment,
     Layer,
@@ -45,6 +46,15 @@ class Snapshot:
         if asset.version is None:
             return self.templates.get(asset.template.value)
         return self.pinned.get((asset.template.value, asset.version))
+
+    def actions_of(self, asset: Asset) -> dict[str, Action]:
+        """The actions a node can run: its project's, and its template's (which win)."""
+        project = self.projects.get(asset.project)
+        found = dict(project.actions) if project is not None else {}
+        template = self.template_of(asset)
+        if template is not None:
+            found.update(template.actions)
+        return found
 
     def input_key(self, path: str) -> str:
         """What an asset's effective inputs are made of, by content: the blob ids of its layer

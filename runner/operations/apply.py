@@ -38,21 +38,25 @@ from runner.execution.stepenv import (
     prepare,
     write_properties_file,
 )
-from runner.loading.snapshot import Snapshot
+from runner.loading.snapshot import Snapshot, read_settings
 from runner.loading.source import OpsRepo
+from runner.loading.yamlfile import Mapping as YamlMapping
 from runner.model import Layer
+from runner.operations.history import show_change
 from runner.operations.plan import Planned, PlanRequest, plan
-from runner.planning.dag import PlannedStep
+from runner.operations.validate import load_valid
+from runner.planning.dag import PlannedStep, build_graph, expand_action, ordered
 from runner.planning.plan import NodePlan, Plan
 from runner.process import ProcessRunner, SubprocessRunner
 from runner.properties.converge import Converger
 from runner.secrets import Masker, MissingSecret, SecretStore
 from runner.state import leases as leases
-from runner.state.read import APPLIED_MARKER
+from runner.state.read import APPLIED_MARKER, last_applied_commit
 from runner.state.records import (
     ChangeRecord,
     StepRecord,
     change_from_yaml,
+    change_to_yaml,
     dump,
     holder_id,
     iso,
@@ -100,8 +104,7 @@ class ApplyResult:
 
 
 def state_store(ops: OpsRepo, snapshot: Snapshot) -> StateStore:
-    settings = snapshot.settings
-    return StateStore(ops.require_git(), settings.state_branch, settings.state_remote)
+    return StateStore.for_settings(ops.require_git(), snapshot.settings)
 
 
 def apply(
@@ -154,8 +157,6 @@ def _read_saved_plan(path: Path) -> dict[str, Any]:
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Planned) -> None:
-    from runner.state.read import last_applied_commit
-
     current = last_applied_commit(planned.ops, planned.head.settings)
     if current != saved.get("base"):
         raise Blocked(
@@ -388,8 +389,6 @@ class _Run:
                 for s in record.steps
             )
             aborted = replace(record, status="aborted", finished=iso(now()), steps=steps)
-            from runner.state.records import change_to_yaml
-
             return {path: change_to_yaml(aborted)}
 
         self.store.update(mutate, f"runner: change {dead.change} aborted (its runner died)")
@@ -605,34 +604,18 @@ def _single_node(
     runner: ProcessRunner | None,
 ) -> tuple[_Run, NodePlan]:
     """A one-node plan running ``action`` at ``options.head``, ready to execute."""
-    from runner.errors import InvalidRepository
-    from runner.loading import checks, snapshot
-    from runner.loading.yamlfile import Mapping as YamlMapping
-    from runner.planning.dag import build_graph, expand_action
-
-    git = ops.require_git()
-    cache = snapshot.cache_for(git)
-    head = snapshot.load(ops, git.resolve(options.head), cache)
-    problems = checks.check(head, cache=cache)
-    cache.save()
-    if problems:
-        raise InvalidRepository(problems)
+    head = load_valid(ops, ops.require_git().resolve(options.head)).snapshot
     _sync(ops, head)
     if node not in head.assets:
         raise InvalidArgument(f"{node}: no such asset")
     asset = head.assets[node]
     template = head.template_of(asset)
-    available = dict(head.projects[asset.project].actions)
-    if template is not None:
-        available.update(template.actions)
+    available = head.actions_of(asset)
     if action not in available:
         known = ", ".join(sorted(available)) or "none"
         raise InvalidArgument(f"{node} has no action {action!r} (actions: {known})")
-    fragment = expand_action(node, action, available)
-    graph = build_graph([fragment])
-    import networkx as nx
-
-    order = list(nx.lexicographical_topological_sort(graph))
+    graph = build_graph([expand_action(node, action, available)])
+    order = ordered(graph)
     steps = tuple(graph.nodes[s]["step"] for s in order)
     change = NodePlan(
         node=node,
@@ -655,7 +638,7 @@ def _single_node(
     )
     planned = Planned(ops, single, head, None, "ad-hoc run")
     layer = YamlMapping(0)
-    layer.update(overrides)
+    layer.update(overrides)  # --set values carry no lines: provenance says "--set"
     secrets = SecretStore(environ, options.secrets_file)
     run = _Run(
         ops,
@@ -681,9 +664,6 @@ def resume_or_retry(
 ) -> ApplyResult:
     """``runner resume CHANGE`` (same record, only the steps that did not succeed) and
     ``runner retry CHANGE`` (a new record with ``retry_of``)."""
-    from runner.loading.snapshot import read_settings
-    from runner.operations.history import show_change
-
     prior = show_change(ops, read_settings(ops), change_id)
     if prior.status in ("pending", "running", "waiting") and kind == "retry":
         raise InvalidArgument(f"change {prior.id} is {prior.status}; retry a finished change")

@@ -18,7 +18,7 @@ class StepLog:
 
 
 def _store(ops: OpsRepo, settings: Settings) -> StateStore:
-    return StateStore(ops.require_git(), settings.state_branch, settings.state_remote)
+    return StateStore.for_settings(ops.require_git(), settings)
 
 
 def list_changes(ops: OpsRepo, settings: Settings) -> list[ChangeRecord]:
@@ -28,7 +28,7 @@ def list_changes(ops: OpsRepo, settings: Settings) -> list[ChangeRecord]:
         data = store.read(path)
         if data is not None and path.endswith(".yaml"):
             records.append(change_from_yaml(data))
-    return sorted(records, key=lambda r: (r.created or "", r.id[:16], r.node, r.id))
+    return sorted(records, key=lambda r: (r.created or "", r.node, r.id))
 
 
 def show_change(ops: OpsRepo, settings: Settings, change_id: str) -> ChangeRecord:

@@ -14,7 +14,7 @@ from runner.state.store import StateStore
 def unlock(ops: OpsRepo, node: str) -> leases.Lease | None:
     settings = read_settings(ops)
     git = ops.require_git()
-    store = StateStore(git, settings.state_branch, settings.state_remote)
+    store = StateStore.for_settings(git, settings)
     if settings.state_remote:
         store.sync()
     removed = leases.force_unlock(store, node)

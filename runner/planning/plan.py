@@ -16,7 +16,6 @@ import networkx as nx
 from runner.changes import CREATED, DELETED, Inputs, NodeDiff, PropertyChange, changed_nodes
 from runner.loading.checks import resolve_dependency
 from runner.loading.snapshot import Snapshot
-from runner.model import Action, Asset
 from runner.planning.dag import (
     Fragment,
     PlannedStep,
@@ -179,7 +178,7 @@ def _plan_node(
     elif diff.change == DELETED and not allow_destroy:
         note = f"{action} runs only with --allow-destroy"
     else:
-        fragment = expand_action(diff.node, action, _actions_of(snap, asset))
+        fragment = expand_action(diff.node, action, snap.actions_of(asset))
     plan = NodePlan(
         node=diff.node,
         change=diff.change,
@@ -192,14 +191,6 @@ def _plan_node(
         template=template.label if template is not None else None,
     )
     return plan, fragment
-
-
-def _actions_of(snap: Snapshot, asset: Asset) -> dict[str, Action]:
-    found = dict(snap.projects[asset.project].actions)
-    template = snap.template_of(asset)
-    if template is not None:
-        found.update(template.actions)
-    return found
 
 
 def asset_order(snap: Snapshot, nodes: set[str] | None = None) -> nx.DiGraph:

@@ -19,7 +19,7 @@ import networkx as nx
 
 from runner.loading.checks import resolve_dependency
 from runner.loading.snapshot import Snapshot
-from runner.model import Action, Asset
+from runner.model import Asset
 from runner.planning.dag import (
     Fragment,
     PlannedStep,
@@ -132,9 +132,7 @@ def _change_fragment(snap: Snapshot, asset: Asset) -> Fragment | None:
     ref = template.action_for("change") if template is not None else None
     if ref is None:
         return None
-    actions: dict[str, Action] = dict(snap.projects[asset.project].actions)
-    if template is not None:
-        actions.update(template.actions)
+    actions = snap.actions_of(asset)
     if ref.value not in actions:
         return None
     return expand_action(asset.path, ref.value, actions)

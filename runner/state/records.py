@@ -35,9 +35,11 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def new_id(moment: datetime | None = None) -> str:
-    """Sortable by time, unique across processes: ``20261123T101500Z-3f9a1c``."""
-    moment = moment or now()
-    return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{_random.token_hex(3)}"
+    """Sortable by time to the millisecond, unique across processes:
+    ``20261123T101500123Z-3f9a1c`` (two applies in one second still sort in order)."""
+    moment = (moment or now()).astimezone(UTC)
+    millis = moment.microsecond // 1000
+    return f"{moment.strftime('%Y%m%dT%H%M%S')}{millis:03d}Z-{_random.token_hex(3)}"
 
 
 def holder_id() -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from runner.errors import Blocked
 from runner.gitrepo import GitRepo
+from runner.model import Settings
 
 DEFAULT_BRANCH = "runner-state"
 UPDATE_ATTEMPTS = 500  # lost compare-and-swap races before update gives up
@@ -78,6 +79,11 @@ class StateStore:
         self._own: list[_Own] = []
         self._fetched = False
         self._remote_tip: str | None = None
+
+    @classmethod
+    def for_settings(cls, git: GitRepo, settings: Settings) -> StateStore:
+        """The store runner.yaml names (``state: {branch, remote}``)."""
+        return cls(git, settings.state_branch, settings.state_remote)
 
     @property
     def ref(self) -> str:
