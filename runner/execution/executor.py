@@ -130,9 +130,7 @@ class Executor:
                 while ready and running < self.parallelism:
                     _, step_id = heapq.heappop(ready)
                     step = by_id[step_id]
-                    decided = self._decide(
-                        step, [outcomes[p] for p in preds[step_id]], by_id, preds[step_id]
-                    )
+                    decided = self._decide(step, preds[step_id], by_id, outcomes)
                     if decided is not None:
                         self._finish(step, decided, outcomes, succs, waiting, ready, order)
                         continue
@@ -175,14 +173,13 @@ class Executor:
     def _decide(
         self,
         step: PlannedStep,
-        pred_outcomes: list[StepOutcome],
-        by_id: Mapping[str, PlannedStep],
         pred_ids: list[str],
+        by_id: Mapping[str, PlannedStep],
+        outcomes: Mapping[str, StepOutcome],
     ) -> StepOutcome | None:
         """An outcome without running (skipped/cancelled), or None: run it."""
-        outcomes = dict(zip(pred_ids, pred_outcomes, strict=True))
         upstream, node = self._flags(step, pred_ids, by_id, outcomes)
-        if self.cancel.is_set() or any(o.status == "cancelled" for o in pred_outcomes):
+        if self.cancel.is_set() or any(outcomes[p].status == "cancelled" for p in pred_ids):
             return StepOutcome("cancelled", upstream_error=upstream, node_error=node)
         if step.condition == "always()":
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from runner.errors import Problem
+from runner.errors import InvalidRepository, Problem
 from runner.gitrepo import GitRepo, TreeEntry, blob_id
 from runner.loading import build
 from runner.loading.documents import Document, ParseCache, read_documents, read_one
@@ -278,8 +278,6 @@ def _pinned_templates(
 
 def read_settings(ops: OpsRepo) -> Settings:
     """runner.yaml alone, from the working tree (commands that only need settings)."""
-    from runner.errors import InvalidRepository
-
     path = ops.root / "runner.yaml"
     if not path.is_file():
         return Settings()
