@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+from runner.identity import current_user
 from runner.loading.snapshot import read_settings
 from runner.loading.source import OpsRepo
 from runner.state import leases as leases
-from runner.state.records import dump, iso, new_id, now
+from runner.state.events import record_event
+from runner.state.records import iso
 from runner.state.store import StateStore
 
 
@@ -19,22 +21,18 @@ def unlock(ops: OpsRepo, node: str) -> leases.Lease | None:
         store.sync()
     removed = leases.force_unlock(store, node)
     if removed is not None:
-        event_id = new_id()
-        sig = git.signature()
-        body = {
-            "id": event_id,
-            "kind": "unlock",
-            "node": node,
-            "by": os.environ.get("GITHUB_ACTOR") or f"{sig.name} <{sig.email}>",
-            "time": iso(now()),
-            "removed": {
+        record_event(
+            store,
+            "unlock",
+            f"lease on {node} broken by force",
+            by=current_user(os.environ, git),
+            node=node,
+            removed={
                 "holder": removed.holder,
                 "change": removed.change,
                 "expires": iso(removed.expires),
             },
-        }
-        path = f"events/{event_id[:8]}/{event_id}.yaml"
-        store.update(lambda view: {path: dump(body)}, f"runner: unlock {node}")
+        )
         if settings.state_remote:
             store.push()
     return removed

@@ -7,6 +7,11 @@ Layout::
     outputs/<node>.yaml              the node's recorded outputs (the ``outputs`` property layer)
     changes/<date>/<change-id>.yaml  a change: node, action, commit, reasons, status, step tree
     logs/<change-id>/<step>.log      step logs, secrets masked
+    runs/<run-id>.yaml               workflow runs
+    approvals/<run-id>/<step>.yaml   decisions on a run's wait step: {decision, user, message, time}
+    approvals/<change-id>.yaml       the approval of a change held by requires_approval_from
+    schedules/<name>.yaml            last fire, run count, commit seen
+    paused.yaml                      an emergency pause: {reason, by, time}
     leases/<node>.yaml               who holds a node, until when
     events/<date>/<id>.yaml          audit events
 """
@@ -79,6 +84,11 @@ class ChangeRecord:
     finished: str | None = None
     steps: tuple[StepRecord, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None  # the workflow run this change belongs to, and its step
+    run_step: str | None = None
+    digest: str | None = None  # the node's effective-input digest at ``commit``
+    waiting_for: tuple[str, ...] = ()  # groups, while it waits for `runner approve CHANGE`
+    approval: dict[str, Any] | None = None  # {user, message, time} once approved
 
     @property
     def path(self) -> str:
@@ -105,6 +115,7 @@ def dump(value: Any) -> bytes:
 def change_to_yaml(record: ChangeRecord) -> bytes:
     body = asdict(record)
     body["reasons"] = list(record.reasons)
+    body["waiting_for"] = list(record.waiting_for)
     body["steps"] = [asdict(s) for s in record.steps]
     return dump(body)
 
@@ -124,8 +135,13 @@ def change_from_yaml(data: bytes) -> ChangeRecord:
         raise ValueError("not a change record")
     doc = plain(loaded)
     steps = tuple(StepRecord(**s) for s in doc.get("steps") or ())
-    fields = {k: v for k, v in doc.items() if k not in ("steps", "reasons")}
-    return ChangeRecord(**fields, steps=steps, reasons=tuple(doc.get("reasons") or ()))
+    fields = {k: v for k, v in doc.items() if k not in ("steps", "reasons", "waiting_for")}
+    return ChangeRecord(
+        **fields,
+        steps=steps,
+        reasons=tuple(doc.get("reasons") or ()),
+        waiting_for=tuple(doc.get("waiting_for") or ()),
+    )
 
 
 def read_yaml(data: bytes | None) -> dict[str, Any]:

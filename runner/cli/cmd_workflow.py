@@ -1,0 +1,3 @@
+"""Commands registered by this module are added as it is written."""
+
+from __future__ import annotations
