@@ -15,16 +15,19 @@ Order of work, so that a crash or a race never loses or duplicates a record:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from runner.changes import Inputs
 from runner.errors import Blocked, ExitCode, InvalidArgument, RunnerError
@@ -42,11 +45,12 @@ from runner.loading.snapshot import Snapshot, read_settings
 from runner.loading.source import OpsRepo
 from runner.loading.yamlfile import Mapping as YamlMapping
 from runner.model import Layer
+from runner.operations import gates
 from runner.operations.history import show_change
 from runner.operations.plan import Planned, PlanRequest, plan
 from runner.operations.validate import load_valid
-from runner.planning.dag import PlannedStep, build_graph, expand_action, ordered
-from runner.planning.plan import NodePlan, Plan
+from runner.planning.dag import PlannedStep, expand_action
+from runner.planning.plan import NodePlan, Plan, asset_order, link_fragments
 from runner.process import ProcessRunner, SubprocessRunner
 from runner.properties.converge import Converger
 from runner.secrets import Masker, MissingSecret, SecretStore
@@ -88,8 +92,9 @@ class ApplyOptions:
 @dataclass
 class ApplyResult:
     plan: Plan | None
-    records: list[ChangeRecord] = field(default_factory=list)
+    records: list[ChangeRecord] = field(default_factory=list)  # ran, or wait for approval
     skipped_nodes: list[str] = field(default_factory=list)  # already applied with these inputs
+    held_back: list[tuple[str, str]] = field(default_factory=list)  # (node, the node it waits on)
     exit_code: ExitCode = ExitCode.OK
 
     @property
@@ -97,10 +102,14 @@ class ApplyResult:
         if not self.records:
             return "nothing to do"
         statuses = {r.status for r in self.records}
-        for status in ("cancelled", "aborted", "error", "skipped"):
+        for status in ("cancelled", "aborted", "error", "skipped", "waiting"):
             if status in statuses:
                 return status
         return "success"
+
+    @property
+    def waiting(self) -> list[ChangeRecord]:
+        return [r for r in self.records if r.status == "waiting"]
 
 
 def state_store(ops: OpsRepo, snapshot: Snapshot) -> StateStore:
@@ -191,6 +200,8 @@ class _Run:
         cancel: threading.Event,
         runner: ProcessRunner,
         overrides: Layer | None = None,
+        run_id: str | None = None,
+        run_step: str | None = None,
     ) -> None:
         self.ops = ops
         self.git = ops.require_git()
@@ -201,6 +212,8 @@ class _Run:
         self.cancel = cancel
         self.runner = runner
         self.overrides = overrides
+        self.run_id = run_id
+        self.run_step = run_step
         self.store = state_store(ops, planned.head)
         self.masker = Masker(secrets.known_values())
         self.recorder = Recorder(self.store, self.masker)
@@ -208,11 +221,14 @@ class _Run:
         self.settings = planned.head.settings
         self.head_inputs = Inputs(planned.head)
         self.base_converger = Converger(planned.base) if planned.base is not None else None
+        self.kind = "apply"
         self.records: dict[str, str] = {}  # node → change id
+        self.held: list[ChangeRecord] = []  # waiting for approval, or refused, not run
+        self.approved: dict[str, ChangeRecord] = {}  # node → its approved waiting record
         self.contexts: dict[str, NodeContext] = {}
         self.property_files: dict[str, Path] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="gitops-runner-"))
-        self.held: list[leases.Lease] = []
+        self.leases: list[leases.Lease] = []
         self._renewer: threading.Thread | None = None
         self._stop_renewing = threading.Event()
 
@@ -222,59 +238,153 @@ class _Run:
         self, work: list[NodePlan], kind: str, prior: ChangeRecord | None = None
     ) -> ApplyResult:
         """Run ``work``. With ``prior`` (one node): ``resume`` carries on that record, ``retry``
-        starts a new one linked by ``retry_of``; steps that succeeded before are not run again."""
+        starts a new one linked by ``retry_of``; steps that succeeded before are not run again.
+        Nodes that need an approval first are recorded ``waiting`` and left out (with the nodes
+        that depend on them) until approved."""
         result = ApplyResult(self.planned.plan)
+        self.kind = kind
         done: dict[str, StepOutcome] = {}
         ids = {c.node: new_id() for c in work}
+        created = iso(now())
         if prior is not None and kind == "resume":
             ids[prior.node] = prior.id
+        if prior is None:
+            work = self._gate(work, kind, ids, created, result)
+            ids = {c.node: self._id_for(c.node, ids) for c in work}
         try:
-            self._take_leases(ids)
+            if work:
+                self._take_leases(ids)
             if kind == "apply":
                 work = self._not_yet_applied(work, result)
-            if not work:
-                return result
-            created = iso(now())
-            if prior is not None:
-                record, done = self._from_prior(prior, work[0], kind, created, ids[prior.node])
-                self.recorder.put(record)
-                self.records[record.node] = record.id
-                work = work[:1]
-            for change in work if prior is None else ():
-                record = ChangeRecord(
-                    id=ids[change.node],
-                    node=change.node,
-                    action=change.action or "",
-                    commit=str(self.planned.head.commit),
-                    kind=kind,
-                    base=self.planned.plan.base,
-                    reasons=change.reasons,
-                    holder=self.holder,
-                    created=created,
-                    steps=tuple(
-                        StepRecord(step_id.split(":", 1)[1].split("/", 1)[1])
-                        for step_id in change.steps
-                    ),
-                    overrides=dict(self.overrides.values) if self.overrides else {},
+            if work:
+                if prior is not None:
+                    record, done = self._from_prior(prior, work[0], kind, created, ids[prior.node])
+                    self.recorder.put(record)
+                    self.records[record.node] = record.id
+                    work = work[:1]
+                for change in work if prior is None else ():
+                    record = self._new_record(change, kind, ids[change.node], created)
+                    self.recorder.put(record)
+                    self.records[change.node] = record.id
+                self.recorder.flush("runner: changes recorded before they run")
+                self.recorder.start()
+                outcomes = self._run_steps(work, done)
+                applies = kind == "apply" or (
+                    prior is not None and prior.kind in ("apply", "retry")
                 )
-                self.recorder.put(record)
-                self.records[change.node] = record.id
-            self.recorder.flush("runner: changes recorded before they run")
-            self.recorder.start()
-            outcomes = self._run_steps(work, done)
-            applies = kind == "apply" or (prior is not None and prior.kind in ("apply", "retry"))
-            self._conclude(work, outcomes, record_applied=applies, whole_plan=kind == "apply")
+                whole = kind == "apply" and not self.held and not result.held_back
+                self._conclude(work, outcomes, record_applied=applies, whole_plan=whole)
         finally:
             try:
                 self.recorder.stop("runner: results")
             finally:
                 self._release_leases()
                 shutil.rmtree(self.scratch, ignore_errors=True)
-        result.records = [self.recorder.get(i) for i in self.records.values()]
+        for node, record in self.approved.items():
+            if node in self.records:
+                gates.release(self.store, node, record.id)
+        result.records = [self.recorder.get(i) for i in self.records.values()] + self.held
         if self.options.push and self.settings.state_remote:
             self.store.push()
         result.exit_code = _exit_code(result)
         return result
+
+    def _new_record(
+        self,
+        change: NodePlan,
+        kind: str,
+        change_id: str,
+        created: str | None,
+        waiting_for: tuple[str, ...] = (),
+    ) -> ChangeRecord:
+        record = ChangeRecord(
+            id=change_id,
+            node=change.node,
+            action=change.action or "",
+            commit=str(self.planned.head.commit),
+            status="waiting" if waiting_for else "pending",
+            kind=kind,
+            base=self.planned.plan.base,
+            reasons=change.reasons,
+            holder=None if waiting_for else self.holder,
+            created=created,
+            steps=tuple(
+                StepRecord(step_id.split(":", 1)[1].split("/", 1)[1]) for step_id in change.steps
+            ),
+            overrides=dict(self.overrides.values) if self.overrides else {},
+            run=self.run_id,
+            run_step=self.run_step,
+            digest=self._digest(change),
+            waiting_for=waiting_for,
+        )
+        approved = self.approved.get(change.node)
+        if approved is not None:  # the approved waiting record runs: same id, its approval
+            record = replace(
+                record, id=approved.id, created=approved.created, approval=approved.approval
+            )
+        return record
+
+    def _digest(self, change: NodePlan) -> str | None:
+        if change.change in ("deleted", "run") or change.node not in self.planned.head.assets:
+            return None
+        return self.head_inputs.of(change.node).digest
+
+    def _id_for(self, node: str, ids: Mapping[str, str]) -> str:
+        approved = self.approved.get(node)
+        return approved.id if approved is not None else ids[node]
+
+    # --- approvals ----------------------------------------------------------------------------
+
+    def _gate(
+        self,
+        work: list[NodePlan],
+        kind: str,
+        ids: Mapping[str, str],
+        created: str | None,
+        result: ApplyResult,
+    ) -> list[NodePlan]:
+        """Leave out the nodes that need an approval they do not have (recording them as
+        waiting), and every node that runs after one of them."""
+        requests: dict[str, gates.Request] = {}
+        if kind == "check":  # read-only: a drift check needs nobody's approval
+            return work
+        for change in work:
+            groups = gates.groups_for(change.node, self.planned.head, self.planned.base)
+            if not groups or (kind == "apply" and self._applied_already(change)):
+                continue
+            requests[change.node] = gates.Request(
+                key=self._gate_key(change, kind),
+                record=self._new_record(change, kind, ids[change.node], created, groups),
+                supersedes="apply " if kind == "apply" else None,
+            )
+        if not requests:
+            return work
+        for node, held in gates.hold(self.store, requests).items():
+            decision = (held.decision or {}).get("decision")
+            if held.record.status == "waiting" and decision == "approve":
+                self.approved[node] = replace(held.record, approval=held.decision)
+            else:
+                self.held.append(held.record)
+        blocked = {r.node for r in self.held}
+        order = nx.DiGraph(list(self.planned.plan.node_edges))
+        for node in sorted(blocked & set(order)):
+            for later in sorted(nx.descendants(order, node)):
+                if later not in blocked:
+                    result.held_back.append((later, node))
+        left_out = blocked | {later for later, _ in result.held_back}
+        return [c for c in work if c.node not in left_out]
+
+    def _gate_key(self, change: NodePlan, kind: str) -> str:
+        if kind == "apply":
+            return f"apply {self._digest(change) or 'deleted ' + str(self.planned.head.commit)}"
+        parts = (kind, self.run_id, self.run_step, change.action, self.planned.head.commit)
+        return " ".join(str(part or "-") for part in parts)
+
+    def _applied_already(self, change: NodePlan) -> bool:
+        if change.change == "deleted":
+            return False
+        applied = read_yaml(self.store.read(node_file("applied", change.node)))
+        return bool(applied) and applied.get("digest") == self._digest(change)
 
     def _from_prior(
         self, prior: ChangeRecord, change: NodePlan, kind: str, created: str | None, new: str
@@ -329,14 +439,14 @@ class _Run:
         deadline = time.monotonic() + self.options.lock_timeout
         ttl = self.settings.lease_ttl
         while True:
-            held = {h.node for h in self.held}
+            held = {h.node for h in self.leases}
             missing = {node: changes[node] for node in wanted if node not in held}
             taken, blocked = leases.try_acquire_many(self.store, missing, self.holder, ttl)
             for ours in taken:
                 if ours.took_over is not None:
                     self._abort(ours.took_over)
-            self.held += taken
-            if len(self.held) == len(wanted):
+            self.leases += taken
+            if len(self.leases) == len(wanted):
                 break
             # nothing taken this round (all or nothing); wait and look again
             if time.monotonic() >= deadline or self.cancel.is_set():
@@ -357,7 +467,7 @@ class _Run:
     def _renew(self) -> None:
         while not self._stop_renewing.wait(self.settings.lease_renew):
             try:
-                self.held = leases.renew_many(self.store, self.held, self.settings.lease_ttl)
+                self.leases = leases.renew_many(self.store, self.leases, self.settings.lease_ttl)
             except RunnerError as exc:  # lost a lease (broken by `runner unlock --force`)
                 log.error("stopping: %s", exc)
                 self.cancel.set()
@@ -368,8 +478,8 @@ class _Run:
         if self._renewer is not None:
             self._renewer.join()
             self._renewer = None
-        leases.release_many(self.store, self.held)
-        self.held = []
+        leases.release_many(self.store, self.leases)
+        self.leases = []
 
     def _abort(self, dead: leases.Lease) -> None:
         """The change of a runner that died under its lease ends ``aborted``."""
@@ -534,7 +644,7 @@ class _Run:
                 self.recorder.put_file(node_file("applied", change.node), None)
                 self.recorder.put_file(node_file("outputs", change.node), None)
                 continue
-            if node_outputs:
+            if node_outputs and self.kind != "check":  # a check reports, it changes nothing
                 previous = read_yaml(self.store.read(node_file("outputs", change.node)))
                 previous.update(self._masked(node_outputs))
                 self.recorder.put_file(node_file("outputs", change.node), dump(previous))
@@ -575,7 +685,7 @@ def _exit_code(result: ApplyResult) -> ExitCode:
         return ExitCode.SIGTERM
     if status in ("error", "aborted", "skipped"):
         return ExitCode.FAILED
-    return ExitCode.OK
+    return ExitCode.OK  # success, nothing to do, or changes waiting for an approval
 
 
 def run_action(
@@ -589,56 +699,138 @@ def run_action(
     runner: ProcessRunner | None = None,
 ) -> ApplyResult:
     """``runner run PATH ACTION --set k=v``: an ad-hoc change of one node at ``--head``."""
-    run, change = _single_node(ops, node, action, overrides, options, environ, cancel, runner)
-    return run.execute([change], kind="run")
-
-
-def _single_node(
-    ops: OpsRepo,
-    node: str,
-    action: str,
-    overrides: dict[str, Any],
-    options: ApplyOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-) -> tuple[_Run, NodePlan]:
-    """A one-node plan running ``action`` at ``options.head``, ready to execute."""
     head = load_valid(ops, ops.require_git().resolve(options.head)).snapshot
     _sync(ops, head)
     if node not in head.assets:
         raise InvalidArgument(f"{node}: no such asset")
-    asset = head.assets[node]
-    template = head.template_of(asset)
-    available = head.actions_of(asset)
-    if action not in available:
-        known = ", ".join(sorted(available)) or "none"
-        raise InvalidArgument(f"{node} has no action {action!r} (actions: {known})")
-    graph = build_graph([expand_action(node, action, available)])
-    order = ordered(graph)
-    steps = tuple(graph.nodes[s]["step"] for s in order)
-    change = NodePlan(
-        node=node,
-        change="run",
-        action=action,
-        runs=True,
-        note=None,
-        reasons=(f"runner run {node} {action}",),
-        properties_diff=(),
-        steps=tuple(order),
-        template=template.label if template else None,
+    return run_nodes(
+        ops, head, [node], action, overrides, options, environ, cancel, runner, kind="run"
     )
-    single = Plan(
+
+
+def run_nodes(
+    ops: OpsRepo,
+    head: Snapshot,
+    targets: Sequence[str],
+    action: str,
+    overrides: Mapping[str, Any] | None,
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None = None,
+    *,
+    kind: str = "run",
+    parallel_targets: bool = False,
+    run_id: str | None = None,
+    run_step: str | None = None,
+    reason: str | None = None,
+) -> ApplyResult:
+    """Run ``action`` on ``targets`` at ``head`` (a validated snapshot): an asset, or every asset
+    below an environment or project that has the action. Assets go in ``depends_on`` order, and
+    one after another unless ``parallel_targets``. Used by ``runner run``, workflow change steps,
+    schedules and drift checks; the caller syncs the state branch first."""
+    run, work = _prepare(
+        ops,
+        head,
+        targets,
+        action,
+        overrides,
+        options,
+        environ,
+        cancel,
+        runner,
+        parallel_targets=parallel_targets,
+        reason=reason or f"runner {kind} {' '.join(targets)} {action}",
+        run_id=run_id,
+        run_step=run_step,
+    )
+    return run.execute(work, kind=kind)
+
+
+def target_assets(head: Snapshot, targets: Sequence[str], action: str) -> list[str]:
+    """The assets ``targets`` name that can run ``action``, in the order given (an environment
+    or project target: the assets below it that have the action, by path)."""
+    nodes: list[str] = []
+    for target in targets:
+        if target in head.assets:
+            available = head.actions_of(head.assets[target])
+            if action not in available:
+                known = ", ".join(sorted(available)) or "none"
+                raise InvalidArgument(f"{target} has no action {action!r} (actions: {known})")
+            nodes.append(target)
+        elif head.has_node(target):
+            prefix = target.rstrip("/") + "/"
+            below = [
+                path
+                for path in sorted(head.assets)
+                if path.startswith(prefix) and action in head.actions_of(head.assets[path])
+            ]
+            if not below:
+                raise InvalidArgument(f"no asset under {target} has an action {action!r}")
+            nodes += below
+        else:
+            raise InvalidArgument(f"{target}: no such node")
+    return list(dict.fromkeys(nodes))
+
+
+def _prepare(
+    ops: OpsRepo,
+    head: Snapshot,
+    targets: Sequence[str],
+    action: str,
+    overrides: Mapping[str, Any] | None,
+    options: ApplyOptions,
+    environ: Mapping[str, str],
+    cancel: threading.Event,
+    runner: ProcessRunner | None,
+    *,
+    parallel_targets: bool,
+    reason: str,
+    run_id: str | None = None,
+    run_step: str | None = None,
+) -> tuple[_Run, list[NodePlan]]:
+    """A plan running ``action`` on the target assets at ``head``, ready to execute."""
+    nodes = target_assets(head, targets, action)
+    node_graph = asset_order(head, set(nodes))
+    if not parallel_targets and len(nodes) > 1:
+        index = {node: f"{i:08d}" for i, node in enumerate(nodes)}
+        chain = list(nx.lexicographical_topological_sort(node_graph, key=index.__getitem__))
+        node_graph.add_edges_from(itertools.pairwise(chain))
+    fragments = {
+        node: expand_action(node, action, head.actions_of(head.assets[node])) for node in nodes
+    }
+    graph, order = link_fragments(node_graph, fragments)
+    changes = []
+    for node in nodes:
+        template = head.template_of(head.assets[node])
+        mine = {s.id for s in fragments[node].steps}
+        changes.append(
+            NodePlan(
+                node=node,
+                change="run",
+                action=action,
+                runs=True,
+                note=None,
+                reasons=(reason,),
+                properties_diff=(),
+                steps=tuple(s for s in order if s in mine),
+                template=template.label if template else None,
+            )
+        )
+    plan_ = Plan(
         base=None,
         head=head.commit,
-        changes=(change,),
-        steps=steps,
+        changes=tuple(changes),
+        steps=tuple(graph.nodes[s]["step"] for s in order),
         edges=tuple(sorted(graph.edges)),
-        node_edges=(),
+        node_edges=tuple(sorted(node_graph.edges)),
     )
-    planned = Planned(ops, single, head, None, "ad-hoc run")
-    layer = YamlMapping(0)
-    layer.update(overrides)  # --set values carry no lines: provenance says "--set"
+    planned = Planned(ops, plan_, head, None, "ad-hoc run")
+    layer = None
+    if overrides:
+        values = YamlMapping(0)
+        values.update(overrides)  # no lines: provenance says where they came from
+        layer = Layer("overrides", "--set", values)
     secrets = SecretStore(environ, options.secrets_file)
     run = _Run(
         ops,
@@ -648,9 +840,11 @@ def _single_node(
         environ,
         cancel,
         runner or SubprocessRunner(),
-        overrides=Layer("overrides", "--set", layer) if overrides else None,
+        overrides=layer,
+        run_id=run_id,
+        run_step=run_step,
     )
-    return run, change
+    return run, changes
 
 
 def resume_or_retry(
@@ -669,8 +863,23 @@ def resume_or_retry(
         raise InvalidArgument(f"change {prior.id} is {prior.status}; retry a finished change")
     if prior.status == "success":
         raise InvalidArgument(f"change {prior.id} succeeded; nothing to {kind}")
-    head_options = replace(options, head=prior.commit)
-    run, change = _single_node(
-        ops, prior.node, prior.action, prior.overrides, head_options, environ, cancel, runner
+    head = load_valid(ops, ops.require_git().resolve(prior.commit)).snapshot
+    _sync(ops, head)
+    if prior.node not in head.assets:
+        raise InvalidArgument(f"{prior.node}: no such asset at {prior.commit[:12]}")
+    run, work = _prepare(
+        ops,
+        head,
+        [prior.node],
+        prior.action,
+        prior.overrides,
+        options,
+        environ,
+        cancel,
+        runner,
+        parallel_targets=False,
+        reason=f"runner {kind} {prior.id}",
+        run_id=prior.run,
+        run_step=prior.run_step,
     )
-    return run.execute([change], kind, prior)
+    return run.execute(work, kind, prior)

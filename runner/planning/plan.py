@@ -116,17 +116,7 @@ def build_plan(
             fragments[diff.node] = fragment
 
     node_graph = _node_graph(base, head, diffs)
-    check_acyclic(node_graph, "node")
-    links = [
-        (sink, source)
-        for after in sorted(fragments)
-        for before in nearest(node_graph, after, fragments, upstream=True)
-        for sink in fragments[before].sinks
-        for source in fragments[after].sources
-    ]
-    graph = build_graph(fragments.values(), links)
-    check_acyclic(graph, "step")
-    order = list(nx.lexicographical_topological_sort(graph))
+    graph, order = link_fragments(node_graph, fragments)
     position = {step_id: i for i, step_id in enumerate(order)}
     steps = tuple(graph.nodes[step_id]["step"] for step_id in order)
     final = tuple(
@@ -141,6 +131,24 @@ def build_plan(
         node_edges=tuple(sorted(node_graph.edges)),
         allow_destroy=allow_destroy,
     )
+
+
+def link_fragments(
+    node_graph: nx.DiGraph, fragments: dict[str, Fragment]
+) -> tuple[nx.DiGraph, list[str]]:
+    """The step DAG of several nodes' actions: a node's first steps wait for the last steps of
+    the nearest nodes before it that run something. Returns it with its execution order."""
+    check_acyclic(node_graph, "node")
+    links = [
+        (sink, source)
+        for after in sorted(fragments)
+        for before in nearest(node_graph, after, fragments, upstream=True)
+        for sink in fragments[before].sinks
+        for source in fragments[after].sources
+    ]
+    graph = build_graph(fragments.values(), links)
+    check_acyclic(graph, "step")
+    return graph, list(nx.lexicographical_topological_sort(graph))
 
 
 def _with_steps(plan: NodePlan, fragment: Fragment | None, position: dict[str, int]) -> NodePlan:
@@ -254,5 +262,6 @@ __all__ = [
     "Plan",
     "asset_order",
     "build_plan",
+    "link_fragments",
     "matches",
 ]
