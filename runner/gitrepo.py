@@ -11,8 +11,9 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 import pygit2
@@ -274,6 +275,34 @@ class GitRepo:
     def commit_message(self, commit: str) -> str:
         return str(self._repo[commit].peel(pygit2.Commit).message)
 
+    def last_change(self, commit: str, path: str) -> tuple[str, int] | None:
+        """The newest commit on the first-parent line of ``commit`` (itself included) whose
+        tree changed ``path`` against its first parent, with its committer time in Unix
+        seconds; None when ``path`` is not in ``commit``. First parents, because a merged pull
+        request becomes desired state when it is merged, not when its branch was written. A
+        parent a shallow clone lacks counts as absent: the walk stops at the clone's edge."""
+
+        def entry(tree: pygit2.Tree) -> pygit2.Oid | None:
+            try:
+                return tree[path].id
+            except KeyError:
+                return None
+
+        current = self._repo[commit].peel(pygit2.Commit)
+        seen = entry(current.tree)
+        if seen is None:
+            return None
+        while True:
+            parent: pygit2.Commit | None = None
+            if current.parent_ids:
+                try:
+                    parent = self._repo[current.parent_ids[0]].peel(pygit2.Commit)
+                except (KeyError, ValueError, pygit2.GitError):
+                    parent = None
+            if parent is None or entry(parent.tree) != seen:
+                return str(current.id), int(current.commit_time)
+            current = parent
+
     def compare_and_swap(self, ref: str, expected: str | None, new: str) -> bool:
         """Point ``ref`` at ``new`` if it names ``expected`` now (None: if it does not exist).
 
@@ -488,6 +517,26 @@ class GitRepo:
         if any(marker in message for marker in _NON_FAST_FORWARD):
             return False
         raise RunnerError(f"pushing {ref}: rejected by the remote: {message}")
+
+    # -- Reading history (runner history, pause origins) ----------------------------------
+
+    def object_ids(self, commit: str, paths: Sequence[str]) -> tuple[str | None, ...]:
+        """The id of the blob or tree at each of ``paths`` in ``commit`` (None where there is
+        nothing): whether files moved between two commits, without reading them."""
+        tree = self._repo[commit].peel(pygit2.Tree)
+        found: list[str | None] = []
+        for path in paths:
+            try:
+                found.append(str(tree[path].id))
+            except KeyError:
+                found.append(None)
+        return tuple(found)
+
+    def author(self, commit: str) -> tuple[str, str, datetime]:
+        """The author's name, email and time (in the author's own offset) of ``commit``."""
+        sig = self._repo[commit].peel(pygit2.Commit).author
+        zone = timezone(timedelta(minutes=sig.offset))
+        return sig.name, sig.email, datetime.fromtimestamp(sig.time, zone)
 
 
 def _kind(mode: int) -> str:

@@ -20,6 +20,7 @@ from runner.loading.schemacheck import SchemaCheck
 from runner.loading.snapshot import Snapshot
 from runner.model import Action, Asset, Pos, Ref, Step, Template, WorkflowStep
 from runner.properties.converge import Converger
+from runner.scheduling import cron_problem, time_problem
 
 
 def check(
@@ -274,8 +275,11 @@ def _workflows(snap: Snapshot) -> Iterator[Problem]:
                 )
             seen.setdefault(step.name, step)
             for target in step.targets:
-                if not snap.has_node(target.value) and not _is_broken(snap, target.value):
-                    yield _at(target.pos, f"step {step.name}: unknown node {target.value}")
+                if not snap.has_node(target.value):
+                    if not _is_broken(snap, target.value):
+                        yield _at(target.pos, f"step {step.name}: unknown node {target.value}")
+                elif step.action is not None:
+                    yield from _change_action(snap, step, target.value, step.action)
             yield from _groups(snap, step.approval_from)
             if step.workflow is not None:
                 found = find_workflow(snap, step.workflow.value, wf.project)
@@ -285,6 +289,35 @@ def _workflows(snap: Snapshot) -> Iterator[Problem]:
                     yield _at(step.workflow.pos, _workflow_message(step.workflow.value, found))
         yield from needs_problems(wf.steps, "step needs")
     yield from cycle_problems(calls, "workflow")
+
+
+def _change_action(
+    snap: Snapshot, step: WorkflowStep, target: str, action: Ref
+) -> Iterator[Problem]:
+    """A change step's action must exist on the target asset, or on at least one asset below an
+    environment or project target (the assets without it are left out when the step runs)."""
+    prefix = target.rstrip("/") + "/"
+    below = [a for p, a in sorted(snap.assets.items()) if p == target or p.startswith(prefix)]
+    if _is_broken(snap, target) or any(snap.template_of(a) is None for a in below):
+        return  # a broken file under the target has its own problem
+    if not below:
+        yield _at(action.pos, f"step {step.name}: no assets under {target} to run {action.value!r}")
+        return
+    known = {name for asset in below for name in snap.actions_of(asset)}
+    if action.value in known:
+        return
+    actions = ", ".join(sorted(known)) or "none"
+    if target in snap.assets:
+        yield _at(
+            action.pos,
+            f"step {step.name}: {target} has no action {action.value!r} (actions: {actions})",
+        )
+    else:
+        yield _at(
+            action.pos,
+            f"step {step.name}: no asset under {target} has an action {action.value!r} "
+            f"(actions there: {actions})",
+        )
 
 
 def _workflow_message(name: str, found: list[str]) -> str:
@@ -311,11 +344,13 @@ def _schedules(snap: Snapshot) -> Iterator[Problem]:
         if schedule.timezone is not None and not _valid_zone(schedule.timezone):
             yield _at(schedule.pos_of("timezone"), f"unknown time zone {schedule.timezone!r}")
         if schedule.cron is not None:
-            from runner.scheduling import cron_problem
-
             problem = cron_problem(schedule.cron)
             if problem:
                 yield _at(schedule.pos_of("cron"), f"cron {schedule.cron!r}: {problem}")
+        for key, text in (("run_at", schedule.run_at), ("end_at", schedule.end_at)):
+            problem = time_problem(text) if text is not None else None
+            if problem:
+                yield _at(schedule.pos_of(key), f"{key}: {problem}")
 
 
 def _settings(snap: Snapshot) -> Iterator[Problem]:
