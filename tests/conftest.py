@@ -11,15 +11,19 @@ from tests.support.opsrepo import OpsRepoBuilder
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No test may read or write the real home directory or global git configuration."""
+    """No test may read or write the real home directory or global git configuration, nor see
+    the CI system's own variables (GITHUB_ACTIONS changes output, GITHUB_ACTOR the user)."""
     home = tmp_path_factory.mktemp("home")
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
     )
+    ci = [k for k in os.environ if k.startswith("GITHUB_") or k == "RUNNER_TEMP"]
     saved = {
         k: os.environ.get(k)
-        for k in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME")
+        for k in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME", *ci)
     }
+    for key in ci:
+        del os.environ[key]
     os.environ["HOME"] = str(home)
     os.environ["GIT_CONFIG_GLOBAL"] = str(home / ".gitconfig")
     os.environ["GIT_CONFIG_NOSYSTEM"] = "1"

@@ -17,11 +17,16 @@ import click
 from runner.cli import Context, cli
 from runner.cli.cmd_plan import _pattern
 from runner.durations import parse_duration
-from runner.errors import ExitCode, InvalidArgument
+from runner.errors import ExitCode, InvalidArgument, RunnerError
+from runner.loading.snapshot import read_settings
 from runner.loading.yamlfile import YamlError, parse
 from runner.operations.apply import ApplyOptions, ApplyResult, apply, resume_or_retry, run_action
+from runner.operations.history import change_logs
 from runner.operations.properties import normalise_path
 from runner.operations.unlock import unlock
+from runner.render.ci import in_github_actions, log_groups
+from runner.render.progress import Progress
+from runner.state.records import ChangeRecord
 
 
 @contextmanager
@@ -48,7 +53,8 @@ def _options(**kwargs: Any) -> ApplyOptions:
         seconds = parse_duration(timeout)
     except ValueError as exc:
         raise InvalidArgument(f"--lock-timeout: {exc}") from None
-    return ApplyOptions(lock_timeout=seconds, **kwargs)
+    progress = Progress.for_stream(sys.stderr, os.environ)
+    return ApplyOptions(lock_timeout=seconds, progress=progress, **kwargs)
 
 
 def _finish(result: ApplyResult, received: list[int]) -> None:
@@ -61,8 +67,37 @@ def _finish(result: ApplyResult, received: list[int]) -> None:
         )
     for node in result.skipped_nodes:
         click.echo(f"{'skipped':9} {node}  already applied with these inputs")
+    for record in result.refused:
+        who = (record.approval or {}).get("user", "someone")
+        click.echo(
+            f"{'rejected':9} {record.node}  change {record.id} was rejected by {who}; "
+            "a commit changing the node asks again"
+        )
+    for node, upstream in result.held_back:
+        click.echo(f"{'held':9} {node}  runs after {upstream}, which waits for approval")
+    for record in result.waiting:
+        click.echo(
+            f"change {record.id} on {record.node} waits for approval from "
+            f"{', '.join(record.waiting_for)}: runner approve {record.id}"
+        )
     if not result.records and not result.skipped_nodes:
         click.echo("Nothing to do.")
+    if in_github_actions(os.environ) and result.records:
+        # In a GitHub Actions log: each change as a collapsed group holding its steps' logs.
+        context = click.get_current_context().find_object(Context)
+        settings = read_settings(context.ops) if context is not None else None
+
+        def logs_of(record: ChangeRecord) -> dict[str, str]:
+            if context is None or settings is None:
+                return {}
+            try:
+                logs = change_logs(context.ops, settings, record.id)
+            except RunnerError:  # a record that never reached the state branch
+                return {}
+            return {log.step: log.text for log in logs}
+
+        for line in log_groups(result.records, logs_of):
+            click.echo(line)
     if received:
         sys.exit(ExitCode.SIGINT if received[0] == signal.SIGINT else ExitCode.SIGTERM)
     sys.exit(result.exit_code)

@@ -47,12 +47,14 @@ from runner.loading.yamlfile import Mapping as YamlMapping
 from runner.model import Layer
 from runner.operations import gates
 from runner.operations.history import show_change
+from runner.operations.pause import ensure_not_paused
 from runner.operations.plan import Planned, PlanRequest, plan
 from runner.operations.validate import load_valid
 from runner.planning.dag import PlannedStep, expand_action
 from runner.planning.plan import NodePlan, Plan, asset_order, link_fragments
 from runner.process import ProcessRunner, SubprocessRunner
 from runner.properties.converge import Converger
+from runner.render.progress import Progress
 from runner.secrets import Masker, MissingSecret, SecretStore
 from runner.state import leases as leases
 from runner.state.read import APPLIED_MARKER, last_applied_commit
@@ -87,6 +89,7 @@ class ApplyOptions:
     lock_timeout: float = 120.0
     secrets_file: Path | None = None
     plan_file: Path | None = None
+    progress: Progress | None = field(default=None, compare=False)  # a terminal status line
 
 
 @dataclass
@@ -95,6 +98,7 @@ class ApplyResult:
     records: list[ChangeRecord] = field(default_factory=list)  # ran, or wait for approval
     skipped_nodes: list[str] = field(default_factory=list)  # already applied with these inputs
     held_back: list[tuple[str, str]] = field(default_factory=list)  # (node, the node it waits on)
+    refused: list[ChangeRecord] = field(default_factory=list)  # rejected for these inputs
     exit_code: ExitCode = ExitCode.OK
 
     @property
@@ -135,6 +139,7 @@ def apply(
         saved = _read_saved_plan(options.plan_file)
         request = replace(request, base=saved.get("base"), head=str(saved.get("head")))
     planned = plan(ops, request, before_base=lambda snap: _sync(ops, snap))
+    check_push(options, planned.head)
     if saved is not None:
         _check_saved_plan(saved, planned)
     work = [c for c in planned.plan.changes if c.runs]
@@ -148,9 +153,22 @@ def apply(
     return run.execute(work, kind="apply")
 
 
+def check_push(options: ApplyOptions, head: Snapshot) -> None:
+    """``--push`` with no remote to push to would leave every CI job starting from an empty
+    state branch and running everything again: refuse it before anything runs."""
+    if options.push and not head.settings.state_remote:
+        where = head.settings.file or "runner.yaml"
+        raise InvalidArgument(
+            f"--push: {where} sets no state.remote (set `state: {{remote: origin}}`)"
+        )
+
+
 def _sync(ops: OpsRepo, head: Snapshot) -> None:
+    """Bring the state branch in from the remote, then refuse to go on when paused."""
+    store = state_store(ops, head)
     if head.settings.state_remote:
-        state_store(ops, head).sync()
+        store.sync()
+    ensure_not_paused(ops, head, store)
 
 
 def _read_saved_plan(path: Path) -> dict[str, Any]:
@@ -272,9 +290,11 @@ class _Run:
                 applies = kind == "apply" or (
                     prior is not None and prior.kind in ("apply", "retry")
                 )
-                whole = kind == "apply" and not self.held and not result.held_back
+                whole = kind == "apply" and not (self.held or result.held_back or result.refused)
                 self._conclude(work, outcomes, record_applied=applies, whole_plan=whole)
         finally:
+            if self.options.progress is not None:
+                self.options.progress.close()
             try:
                 self.recorder.stop("runner: results")
             finally:
@@ -363,9 +383,11 @@ class _Run:
             decision = (held.decision or {}).get("decision")
             if held.record.status == "waiting" and decision == "approve":
                 self.approved[node] = replace(held.record, approval=held.decision)
-            else:
+            elif held.record.status == "waiting":
                 self.held.append(held.record)
-        blocked = {r.node for r in self.held}
+            else:  # rejected (or cancelled): these inputs do not run; new ones ask again
+                result.refused.append(held.record)
+        blocked = {r.node for r in self.held} | {r.node for r in result.refused}
         order = nx.DiGraph(list(self.planned.plan.node_edges))
         for node in sorted(blocked & set(order)):
             for later in sorted(nx.descendants(order, node)):
@@ -429,6 +451,8 @@ class _Run:
         executor = Executor(
             self.runner, self, parallelism=parallel, fail_fast=fail_fast, cancel=self.cancel
         )
+        if self.options.progress is not None:
+            self.options.progress.expect(sum(1 for s in steps if s.id not in done))
         return executor.run(steps, edges, done)
 
     # --- leases -------------------------------------------------------------------------------
@@ -576,6 +600,8 @@ class _Run:
         return writer
 
     def started(self, step: PlannedStep, attempt: int) -> None:
+        if self.options.progress is not None:
+            self.options.progress.started(step.node, step.name)
         record = self.recorder.get(self.records[step.node])
         moment = iso(now())
         current = record.step(step.name) or StepRecord(step.name)
@@ -588,6 +614,8 @@ class _Run:
         self.recorder.put(updated)
 
     def finished(self, step: PlannedStep, outcome: StepOutcome) -> None:
+        if self.options.progress is not None:
+            self.options.progress.finished(step.node, step.name, outcome.status)
         record = self.recorder.get(self.records[step.node])
         current = record.step(step.name) or StepRecord(step.name)
         error = self.masker.mask(outcome.error) if outcome.error else None
@@ -700,6 +728,7 @@ def run_action(
 ) -> ApplyResult:
     """``runner run PATH ACTION --set k=v``: an ad-hoc change of one node at ``--head``."""
     head = load_valid(ops, ops.require_git().resolve(options.head)).snapshot
+    check_push(options, head)
     _sync(ops, head)
     if node not in head.assets:
         raise InvalidArgument(f"{node}: no such asset")
