@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any, TypeVar
 
 import click
 
 from runner.cli import Context, cli
 from runner.cli.options import format_option
 from runner.loading.snapshot import read_settings
-from runner.operations.history import change_logs, list_changes, show_change
+from runner.operations.history import (
+    CHANGE_FILTER_KEYS,
+    change_logs,
+    parse_filters,
+    query_changes,
+    show_change,
+)
 from runner.render.values import to_yaml
 from runner.state.records import ChangeRecord
 
@@ -20,32 +30,81 @@ def changes_group() -> None:
     """History of changes, read from the state branch."""
 
 
+COLUMNS = (
+    "id",
+    "node",
+    "action",
+    "status",
+    "kind",
+    "commit",
+    "created",
+    "started",
+    "finished",
+    "retry_of",
+    "run",
+)
+
+
 def _row(record: ChangeRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "node": record.node,
-        "action": record.action,
-        "status": record.status,
-        "kind": record.kind,
-        "commit": record.commit,
-        "created": record.created,
-        "started": record.started,
-        "finished": record.finished,
-        "retry_of": record.retry_of,
-    }
+    return {column: getattr(record, column) for column in COLUMNS}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def filter_options(keys: Sequence[str]) -> Callable[[F], F]:
+    """``--filter KEY=VALUE`` (repeatable) and ``--limit N``, as ``changes list`` and ``events
+    list`` both take them."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Only the newest N (still printed oldest first).",
+        )(func)
+        return click.option(
+            "--filter",
+            "filters",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help=(
+                f"Keys: {', '.join(keys)}. The same key twice matches either value; different "
+                "keys must all match. node=/projects/pay/% matches by prefix; since/until take "
+                "a date, a time or a duration ago (24h, 7d)."
+            ),
+        )(func)
+
+    return decorate
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A header row, then one row per record; empty cells for missing values."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return out.getvalue()
 
 
 @changes_group.command("list")
-@format_option("text", "json")
+@filter_options(CHANGE_FILTER_KEYS)
+@format_option("text", "json", "csv")
 @click.pass_obj
-def list_command(obj: Context, fmt: str) -> None:
-    """Every recorded change, oldest first."""
-    records = list_changes(obj.ops, read_settings(obj.ops))
+def list_command(obj: Context, filters: tuple[str, ...], limit: int | None, fmt: str) -> None:
+    """Recorded changes, oldest first: all of them, or those every --filter key matches."""
+    wanted = parse_filters(filters, CHANGE_FILTER_KEYS)
+    records = query_changes(obj.ops, read_settings(obj.ops), wanted, limit)
+    rows = [_row(r) for r in records]
     if fmt == "json":
-        click.echo(json.dumps([_row(r) for r in records], indent=2))
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if fmt == "csv":
+        click.echo(to_csv(rows, COLUMNS), nl=False)
         return
     if not records:
-        click.echo("No changes recorded yet.")
+        click.echo("No changes match the filters." if filters else "No changes recorded yet.")
         return
     click.echo(f"{'ID':26} {'STATUS':9} {'ACTION':12} {'COMMIT':12} NODE")
     for r in records:
