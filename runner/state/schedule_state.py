@@ -131,6 +131,18 @@ def claim(
     store.push()
     view = store.view()
     state = read_state(view, schedule.name) or {}
+    last = state.get("last_fire")
+    if last and parse_time(str(last)) == fire:
+        # The state file says who holds this fire. (An event file is no proof: replaying a
+        # neighbour's unpushed commit onto the remote's tip can carry its event over while
+        # the remote's state file wins.)
+        if state.get("claimed_by") != holder:
+            return ClaimResult(TAKEN, schedule.name, fire, None, state)
+        skip = state.get("last_skip")
+        if isinstance(skip, dict) and skip.get("fire") == iso(fire):
+            return ClaimResult(SKIPPED, schedule.name, fire, str(skip.get("reason")), state)
+        return ClaimResult(FIRED, schedule.name, fire, None, state)
+    # A later fire was claimed meanwhile: ours stands if its event made it to the branch.
     for (outcome, reason), (event_path, _) in receipts.items():
         if view.exists(event_path):
             return ClaimResult(outcome, schedule.name, fire, reason, state)

@@ -10,8 +10,9 @@ never lost nor written twice.
 With a remote (SPEC 2.6 ``state.remote``), ``push`` sends the branch as a fast-forward and
 ``sync`` brings the remote's commits in. When the two have diverged, the commits this store made
 since its last push are made again on the remote's tip by replaying their mutations; commits of
-other processes sharing this clone are carried over as file changes, except for a file the
-remote changed too, where the remote wins (a lease taken elsewhere stays taken).
+other processes sharing this clone are carried over as file changes, except a commit touching a
+file the remote changed too: the remote wins and that commit is left out whole (a lease taken
+elsewhere stays taken, and a claim's event never lands without its claim).
 """
 
 from __future__ import annotations
@@ -201,15 +202,17 @@ class StateStore:
     def _carried_over(
         self, commit: str, base: str | None, remote_tip: str, view: StateView
     ) -> dict[str, bytes | None]:
-        """Another process's commit as file changes, less the files the remote changed too."""
+        """Another process's commit as file changes; nothing when the remote changed one of its
+        files too. A commit is one decision (a claim and its event, a record and its lease):
+        half of it must not land. The remote wins, and the process that made the commit, if
+        it lives, replays its own mutation on the remote's tip when it pushes."""
         parents = self.git.parents(commit)
         changed = self.git.changed_files(parents[0] if parents else None, commit)
-        kept: dict[str, bytes | None] = {}
-        for path, data in changed.items():
+        for path in changed:
             before = None if base is None else self.git.read_file(base, path)
-            if self.git.read_file(remote_tip, path) == before:
-                kept[path] = data
-        return _effective(view, kept)
+            if self.git.read_file(remote_tip, path) != before:
+                return {}
+        return _effective(view, dict(changed))
 
     def _forget_pushed(self, pushed: str) -> None:
         local = self.tip()
