@@ -41,6 +41,7 @@ from runner.execution.stepenv import (
     prepare,
     write_properties_file,
 )
+from runner.identity import member_of
 from runner.loading.snapshot import Snapshot, read_settings
 from runner.loading.source import OpsRepo
 from runner.loading.yamlfile import Mapping as YamlMapping
@@ -368,10 +369,22 @@ class _Run:
         requests: dict[str, gates.Request] = {}
         if kind == "check":  # read-only: a drift check needs nobody's approval
             return work
+        approvers = self._run_approvals()
+        pre_approved: dict[str, dict[str, Any]] = {}
         for change in work:
             groups = gates.groups_for(change.node, self.planned.head, self.planned.base)
             if not groups or (kind == "apply" and self._applied_already(change)):
                 continue
+            given = next(
+                (
+                    d
+                    for d in approvers
+                    if member_of(str(d.get("user")), groups, self.settings.groups)
+                ),
+                None,
+            )
+            if given is not None:  # the run's own wait step was approved by one of the groups
+                pre_approved[change.node] = given
             requests[change.node] = gates.Request(
                 key=self._gate_key(change, kind),
                 record=self._new_record(change, kind, ids[change.node], created, groups),
@@ -380,9 +393,14 @@ class _Run:
         if not requests:
             return work
         for node, held in gates.hold(self.store, requests).items():
-            decision = (held.decision or {}).get("decision")
-            if held.record.status == "waiting" and decision == "approve":
-                self.approved[node] = replace(held.record, approval=held.decision)
+            decision = held.decision
+            if decision is None and node in pre_approved:
+                decision = pre_approved[node]
+            if held.record.status == "waiting" and (decision or {}).get("decision") in (
+                "approve",
+                "continue",
+            ):
+                self.approved[node] = replace(held.record, approval=decision)
             elif held.record.status == "waiting":
                 self.held.append(held.record)
             else:  # rejected (or cancelled): these inputs do not run; new ones ask again
@@ -395,6 +413,19 @@ class _Run:
                     result.held_back.append((later, node))
         left_out = blocked | {later for later, _ in result.held_back}
         return [c for c in work if c.node not in left_out]
+
+    def _run_approvals(self) -> list[dict[str, Any]]:
+        """The approvals given on the wait steps of this change's workflow run: a release
+        manager who approved ``approve-prod`` has approved the prod changes after it."""
+        if self.run_id is None:
+            return []
+        run = read_yaml(self.store.read(f"runs/{self.run_id}.yaml"))
+        return [
+            {**step["decision"], "step": step.get("name")}
+            for step in run.get("steps") or ()
+            if isinstance(step.get("decision"), dict)
+            and step["decision"].get("decision") in ("approve", "continue")
+        ]
 
     def _gate_key(self, change: NodePlan, kind: str) -> str:
         if kind == "apply":
