@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the example ops repo, on a fresh machine: makes .venv and installs the runner,
-# validates example/ in place, then scaffolds a new ops repo with `runner init`, plans it,
-# applies it (steps render config files under /tmp/gitops-runner-demo), shows what was recorded
-# on the state branch, bumps one image tag in a commit and plans and applies just that.
+# validates example-repo/ in place, then scaffolds a new ops repo with `runner init`, plans it,
+# applies it (steps render config files under /tmp/gitops-runner-demo; production waits for a
+# release manager), approves and reconciles, runs the release workflow through its approval,
+# shows schedules and history, bumps one image tag in a commit and plans and applies just that.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -27,12 +28,29 @@ show plan
 show apply
 printf '\n\033[1m$ git log --oneline -5 runner-state\033[0m\n'
 git log --oneline -5 runner-state
-show changes list
+show changes list --filter status=waiting
+printf '\n\033[1m# alice is a release manager (runner.yaml groups): approve the waiting prod changes\033[0m\n'
+for id in $("$RUNNER" changes list --filter status=waiting --format csv | tail -n +2 | cut -d, -f1); do
+  show approve "$id" --by alice --message "first production rollout"
+done
+show reconcile --no-drift   # runs what was approved; cron runs this every few minutes
 show apply   # nothing left to do
+
+printf '\n\033[1m# the release workflow: dev, then a wait for a release manager, then prod\033[0m\n'
+show workflow run release
+run=$("$RUNNER" runs list --filter status=waiting --format json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+show approve "$run" approve-prod --by mallory || echo "(exit $?: mallory is not a release manager)"
+show approve "$run" approve-prod --by bob --message "dev looks good"
+show reconcile --no-drift
+show runs show "$run"
+show schedules list
+show changes list --filter node=/projects/pay/environments/prod/% --format csv
 
 printf '\n\033[1m# bump the staging api image, commit, plan as a PR comment would, apply\033[0m\n'
 sed -i 's/tag: "1.43.0-rc.2"/tag: "1.43.0"/' projects/pay/environments/staging/assets/api.yaml
 git commit -qam "staging: pay api 1.43.0"
 show plan --format markdown
 show apply
+show history /projects/pay/environments/staging/assets/api --max 2
+show events list
 printf '\nRendered files: %s\nThe ops repo: %s\n' "/tmp/gitops-runner-demo" "$demo/ops"

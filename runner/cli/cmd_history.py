@@ -21,8 +21,8 @@ from runner.operations.node_history import (
     SkippedCommit,
     node_history,
 )
-from runner.render.plan_json import _property as property_json
-from runner.render.plan_text import _property as property_line
+from runner.render.plan_json import property_to_dict as property_json
+from runner.render.plan_text import property_line
 
 # --- runner history ------------------------------------------------------------------------------
 

@@ -244,6 +244,8 @@ class _Run:
         self.records: dict[str, str] = {}  # node → change id
         self.held: list[ChangeRecord] = []  # waiting for approval, or refused, not run
         self.approved: dict[str, ChangeRecord] = {}  # node → its approved waiting record
+        self.settles = False  # whether a change that runs a node's own action counts as applied
+        self.brought_to: dict[str, str] = {}  # node → the digest such a change applied
         self.contexts: dict[str, NodeContext] = {}
         self.property_files: dict[str, Path] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="gitops-runner-"))
@@ -291,6 +293,7 @@ class _Run:
                 applies = kind == "apply" or (
                     prior is not None and prior.kind in ("apply", "retry")
                 )
+                self.settles = not applies and self.overrides is None
                 whole = kind == "apply" and not (self.held or result.held_back or result.refused)
                 self._conclude(work, outcomes, record_applied=applies, whole_plan=whole)
         finally:
@@ -304,6 +307,8 @@ class _Run:
         for node, record in self.approved.items():
             if node in self.records:
                 gates.release(self.store, node, record.id)
+        for node, digest in self.brought_to.items():
+            gates.settle(self.store, node, f"apply {digest}", self.records[node])
         result.records = [self.recorder.get(i) for i in self.records.values()] + self.held
         if self.options.push and self.settings.state_remote:
             self.store.push()
@@ -413,6 +418,20 @@ class _Run:
                     result.held_back.append((later, node))
         left_out = blocked | {later for later, _ in result.held_back}
         return [c for c in work if c.node not in left_out]
+
+    def _applies_inputs(self, change: NodePlan) -> bool:
+        """A workflow step, schedule or ``runner run`` that runs a node's own ``on_change`` (or
+        ``on_create``) action at a commit, without overrides, does what apply would: the node
+        counts as applied with those inputs, and a change waiting to apply them is settled."""
+        asset = self.planned.head.assets.get(change.node)
+        template = self.planned.head.template_of(asset) if asset is not None else None
+        if not self.settles or template is None:
+            return False
+        own = {ref.value for e in ("create", "change") if (ref := template.action_for(e))}
+        if change.action not in own:
+            return False
+        self.brought_to[change.node] = self.head_inputs.of(change.node).digest
+        return True
 
     def _run_approvals(self) -> list[dict[str, Any]]:
         """The approvals given on the wait steps of this change's workflow run: a release
@@ -707,7 +726,7 @@ class _Run:
                 previous = read_yaml(self.store.read(node_file("outputs", change.node)))
                 previous.update(self._masked(node_outputs))
                 self.recorder.put_file(node_file("outputs", change.node), dump(previous))
-            if not record_applied:
+            if not record_applied and not self._applies_inputs(change):
                 continue
             self.recorder.put_file(
                 node_file("applied", change.node),

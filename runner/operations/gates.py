@@ -109,7 +109,9 @@ def hold(store: StateStore, requests: Mapping[str, Request]) -> dict[str, Held]:
     return held
 
 
-def _cancel(view: StateView, change_id: str, by: str) -> dict[str, bytes | None]:
+def _cancel(
+    view: StateView, change_id: str, by: str, reason: str | None = None
+) -> dict[str, bytes | None]:
     path = f"changes/{change_id[:8]}/{change_id}.yaml"
     data = view.read(path)
     if data is None:
@@ -117,7 +119,7 @@ def _cancel(view: StateView, change_id: str, by: str) -> dict[str, bytes | None]
     record = change_from_yaml(data)
     if record.status != "waiting":
         return {}
-    reason = f"superseded by change {by}: the node's inputs moved on"
+    reason = reason or f"superseded by change {by}: the node's inputs moved on"
     cancelled = replace(
         record, status="cancelled", finished=iso(now()), reasons=(*record.reasons, reason)
     )
@@ -136,3 +138,24 @@ def release(store: StateStore, node: str, change_id: str) -> None:
         return {path: dump({"node": node, "entries": kept}) if kept else None}
 
     store.update(mutate, f"runner: change {change_id} off the waiting list of {node}")
+
+
+def settle(store: StateStore, node: str, key: str, change_id: str) -> None:
+    """The node reached the inputs a waiting change under ``key`` asked for by another way (a
+    workflow or an ad-hoc run deployed them): that change has nothing left to do."""
+
+    def mutate(view: StateView) -> dict[str, bytes | None]:
+        path = index_path(node)
+        entries = list(read_yaml(view.read(path)).get("entries") or ())
+        done = [e for e in entries if e.get("key") == key]
+        if not done:
+            return {}
+        reason = f"not needed: change {change_id} brought the node to these inputs"
+        out: dict[str, bytes | None] = {}
+        for entry in done:
+            out.update(_cancel(view, str(entry.get("change")), change_id, reason))
+        kept = [e for e in entries if e.get("key") != key]
+        out[path] = dump({"node": node, "entries": kept}) if kept else None
+        return out
+
+    store.update(mutate, f"runner: waiting change of {node} settled by change {change_id}")

@@ -43,12 +43,12 @@ def _change(change: NodePlan) -> dict[str, Any]:
         "note": change.note,
         "template": change.template,
         "reasons": list(change.reasons),
-        "properties_diff": [_property(p) for p in change.properties_diff],
+        "properties_diff": [property_to_dict(p) for p in change.properties_diff],
         "steps": list(change.steps),
     }
 
 
-def _property(change: PropertyChange) -> dict[str, Any]:
+def property_to_dict(change: PropertyChange) -> dict[str, Any]:
     return {
         "key": change.key,
         "change": change.kind,

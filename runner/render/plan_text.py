@@ -37,7 +37,7 @@ def node_lines(change: NodePlan, steps: dict[str, PlannedStep]) -> list[str]:
     if change.note:
         lines.append(f"    note: {change.note}")
     if change.change == "modified":
-        lines.extend(f"    {_property(prop)}" for prop in change.properties_diff)
+        lines.extend(f"    {property_line(prop)}" for prop in change.properties_diff)
     else:
         n = len(change.properties_diff)
         lines.append(f"    {n} propert{'ies' if n != 1 else 'y'}")
@@ -47,7 +47,7 @@ def node_lines(change: NodePlan, steps: dict[str, PlannedStep]) -> list[str]:
     return lines
 
 
-def _property(prop: PropertyChange) -> str:
+def property_line(prop: PropertyChange) -> str:
     old = "(none)" if is_missing(prop.old) else _value(prop.old)
     new = "(none)" if is_missing(prop.new) else _value(prop.new)
     where = f"  [{prop.layer} {prop.file}:{prop.line}]" if prop.file else ""

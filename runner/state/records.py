@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from runner.loading.yamlfile import Mapping, parse
+from runner.loading.yamlfile import Mapping, SecretRef, parse
 
 TERMINAL = frozenset({"success", "error", "skipped", "cancelled", "aborted"})
 
@@ -102,10 +102,28 @@ class ChangeRecord:
         return next((s for s in self.steps if s.id == step_id), None)
 
 
+class _Dumper(yaml.CSafeDumper):
+    """The safe dumper, plus what loaded YAML may hold: ``!secret NAME`` references (written
+    back as the same tag, so a record never holds a secret value and reads back as a reference)
+    and the loader's mapping type."""
+
+
+def _secret(dumper: _Dumper, ref: SecretRef) -> yaml.Node:
+    return dumper.represent_scalar("!secret", ref.name)
+
+
+def _mapping(dumper: _Dumper, value: dict[Any, Any]) -> yaml.Node:
+    return dumper.represent_dict(dict(value))
+
+
+_Dumper.add_representer(SecretRef, _secret)
+_Dumper.add_multi_representer(dict, _mapping)
+
+
 def dump(value: Any) -> bytes:
     return yaml.dump(
         value,
-        Dumper=yaml.CSafeDumper,
+        Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,

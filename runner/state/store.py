@@ -204,8 +204,9 @@ class StateStore:
     ) -> dict[str, bytes | None]:
         """Another process's commit as file changes; nothing when the remote changed one of its
         files too. A commit is one decision (a claim and its event, a record and its lease):
-        half of it must not land. The remote wins, and the process that made the commit, if
-        it lives, replays its own mutation on the remote's tip when it pushes."""
+        half of it must not land. The remote wins; the process that made the commit decided on
+        a stale view, and learns it by reading back the pushed tip (as leases and schedule
+        claims do)."""
         parents = self.git.parents(commit)
         changed = self.git.changed_files(parents[0] if parents else None, commit)
         for path in changed:

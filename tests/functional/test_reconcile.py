@@ -283,3 +283,42 @@ def _next_day_at(repo: OpsRepoBuilder, clock: str, days: int = 1) -> str:
 @pytest.fixture(autouse=True)
 def _identity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_ACTOR", raising=False)
+
+
+RELEASE = """\
+    name: Release
+    steps:
+      - {name: dev, change: {target: /projects/pay/environments/dev, action: deploy}}
+      - {name: approve-prod, wait: {approval_from: [release-managers]}}
+      - {name: prod, change: {target: /projects/pay/environments/prod, action: deploy}}
+    """
+
+
+def test_a_release_run_is_approved_once_and_settles_the_waiting_apply_change(
+    tmp_path: Path,
+) -> None:
+    repo, out = lab_repo(tmp_path, **{"projects/pay/workflows/release.yaml": RELEASE})
+    held = change_id(repo.runner("apply"), PROD)  # the push: prod waits for a release manager
+    started = repo.runner("workflow", "run", "release", "--format", "json")
+    assert started.exit_code == 0, started.stderr
+    run = json.loads(started.stdout)["id"]
+    assert repo.runner("approve", run, "approve-prod", "--by", "alice").exit_code == 0
+
+    carried = repo.runner("reconcile", "--no-drift")
+    assert carried.exit_code == 0, carried.stdout + carried.stderr
+    shown = json.loads(repo.runner("runs", "show", run, "--format", "json").stdout)
+    assert shown["status"] == "success"
+    assert ran(out)[-1] == f"{PROD} 1.0.9"
+    prod_change = json.loads(
+        repo.runner("changes", "show", shown["steps"][2]["changes"][0], "--format", "json").stdout
+    )
+    assert prod_change["approval"]["user"] == "alice"  # the wait step's approval, asked once
+    settled = json.loads(repo.runner("changes", "show", held, "--format", "json").stdout)
+    assert settled["status"] == "cancelled"
+    assert any("not needed" in r for r in settled["reasons"])
+
+    count = len(ran(out))
+    again = repo.runner("apply")
+    assert again.exit_code == 0
+    assert "waits for approval" not in again.stdout
+    assert len(ran(out)) == count

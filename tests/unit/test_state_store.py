@@ -373,16 +373,21 @@ def test_a_diverged_sync_carries_other_local_commits_over_and_the_remote_wins_a_
 
     b.update(write(records_b="b", leases_x="holder: b"), "b")
     b.push()
-    a_other.update(write(records_other="o", leases_x="holder: other"), "other")
+    a_other.update(write(records_other="o"), "other")
+    a_other.update(write(records_lost="l", leases_x="holder: other"), "other's lease")
     a_this.update(write(records_this="t"), "this")
     a_this.push()
 
+    # "other" is carried over; "other's lease" touched a file b changed too: b wins, and that
+    # commit is left out whole (its record without its lease would be half a decision)
     assert git(remote, "log", "--format=%s", "runner-state").splitlines() == ["this", "other", "b"]
     assert a_this.list("records") == [
         "records/b.yaml", "records/other.yaml", "records/this.yaml",
     ]  # fmt: skip
     assert a_this.read("leases/x.yaml") == b"holder: b"
-    a_other.push()  # nothing left to send
+    a_other.push()  # nothing left to send: what it decided on a stale view stays lost
+    assert a_this.read("records/lost.yaml") is None
+    assert a_this.read("leases/x.yaml") == b"holder: b"
     assert git(remote, "rev-parse", "runner-state") == a_clone.read_ref(REF)
 
 
