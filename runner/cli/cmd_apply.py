@@ -16,6 +16,13 @@ import click
 
 from runner.cli import Context, cli
 from runner.cli.cmd_plan import _pattern
+from runner.cli.options import (
+    lock_timeout_option,
+    parallel_option,
+    push_option,
+    secrets_file_option,
+    sets_option,
+)
 from runner.durations import parse_duration
 from runner.errors import ExitCode, InvalidArgument, RunnerError
 from runner.loading.snapshot import read_settings
@@ -104,30 +111,13 @@ def _finish(result: ApplyResult, received: list[int]) -> None:
 
 
 _common = [
-    click.option(
-        "--parallel",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Steps at once (default: runner.yaml parallelism).",
-    ),
+    parallel_option(),
     click.option(
         "--keep-going", is_flag=True, help="Go on after a failure; only its dependants are skipped."
     ),
-    click.option(
-        "--push", is_flag=True, help="Push the state branch to the remote in runner.yaml."
-    ),
-    click.option(
-        "--lock-timeout",
-        default="120s",
-        show_default=True,
-        help="How long to wait for a node held by another runner.",
-    ),
-    click.option(
-        "--secrets-file",
-        type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        default=None,
-        help="YAML file of secret values (NAME: value).",
-    ),
+    push_option(),
+    lock_timeout_option(),
+    secrets_file_option(),
 ]
 
 
@@ -174,13 +164,7 @@ def apply_command(obj: Context, /, **kwargs: Any) -> None:
 @cli.command("run")
 @click.argument("path")
 @click.argument("action")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a property for this run (dotted keys, YAML values).",
-)
+@sets_option("Override a property for this run (dotted keys, YAML values).")
 @click.option("--head", default="HEAD", show_default=True, metavar="REV")
 @common
 @click.pass_obj

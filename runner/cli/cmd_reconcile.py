@@ -14,7 +14,14 @@ import click
 
 from runner.cli import Context, cli
 from runner.cli.cmd_apply import signals_cancel
-from runner.cli.options import format_option, time_option
+from runner.cli.options import (
+    format_option,
+    lock_timeout_option,
+    parallel_option,
+    push_option,
+    secrets_file_option,
+    time_option,
+)
 from runner.durations import parse_duration
 from runner.errors import ExitCode, InvalidArgument
 from runner.operations.apply import ApplyOptions
@@ -23,23 +30,13 @@ from runner.operations.reconcile import ReconcileOptions, reconcile
 
 @cli.command("reconcile")
 @click.option("--now", "now_text", default=None, metavar="TIME", help="Act as if it were TIME.")
-@click.option("--push", is_flag=True, help="Push the state branch to the remote in runner.yaml.")
+@push_option()
 @click.option("--no-drift", is_flag=True, help="Skip the drift checks.")
-@click.option(
-    "--parallel", type=click.IntRange(min=1), default=None, help="Steps at once per part."
+@parallel_option()
+@lock_timeout_option(
+    "0s", "How long to wait for nodes another runner holds (0: leave them to the next pass)."
 )
-@click.option(
-    "--lock-timeout",
-    default="0s",
-    show_default=True,
-    help="How long to wait for nodes another runner holds (0: leave them to the next pass).",
-)
-@click.option(
-    "--secrets-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="YAML file of secret values (NAME: value).",
-)
+@secrets_file_option()
 @format_option("text", "json")
 @click.pass_obj
 def reconcile_command(

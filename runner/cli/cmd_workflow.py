@@ -15,7 +15,13 @@ import click
 
 from runner.cli import Context, cli
 from runner.cli.cmd_apply import parse_sets, signals_cancel
-from runner.cli.options import format_option
+from runner.cli.options import (
+    format_option,
+    lock_timeout_option,
+    parallel_option,
+    secrets_file_option,
+    sets_option,
+)
 from runner.durations import parse_duration
 from runner.errors import ExitCode, InvalidArgument
 from runner.loading.snapshot import read_settings
@@ -48,32 +54,11 @@ def workflow_group() -> None:
 
 @workflow_group.command("run")
 @click.argument("name")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a property for every change of this run (dotted keys, YAML values).",
-)
+@sets_option("Override a property for every change of this run (dotted keys, YAML values).")
 @click.option("--head", default="HEAD", show_default=True, metavar="REV")
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Steps at once (default: runner.yaml parallelism).",
-)
-@click.option(
-    "--lock-timeout",
-    default="120s",
-    show_default=True,
-    help="How long to wait for a node held by another runner.",
-)
-@click.option(
-    "--secrets-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="YAML file of secret values (NAME: value).",
-)
+@parallel_option()
+@lock_timeout_option()
+@secrets_file_option()
 @click.option("--by", default=None, help="Who starts the run (default: GITHUB_ACTOR, git).")
 @format_option("text", "json")
 @click.pass_obj

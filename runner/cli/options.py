@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -40,3 +41,40 @@ def time_option(option: str, text: str | None) -> datetime:
         return parse_time(text, UTC)
     except TimeError as exc:
         raise InvalidArgument(f"{option}: {exc}") from exc
+
+
+def parallel_option() -> Callable[[F], F]:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Steps at once (default: runner.yaml parallelism).",
+    )
+
+
+def lock_timeout_option(default: str = "120s", help_text: str | None = None) -> Callable[[F], F]:
+    return click.option(
+        "--lock-timeout",
+        default=default,
+        show_default=True,
+        help=help_text or "How long to wait for a node held by another runner.",
+    )
+
+
+def secrets_file_option() -> Callable[[F], F]:
+    return click.option(
+        "--secrets-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="YAML file of secret values (NAME: value).",
+    )
+
+
+def push_option() -> Callable[[F], F]:
+    return click.option(
+        "--push", is_flag=True, help="Push the state branch to the remote in runner.yaml."
+    )
+
+
+def sets_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=help_text)

@@ -9,18 +9,20 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import jsonschema
 import networkx as nx
 
 from runner.errors import Problem
 from runner.loading.documents import ParseCache
-from runner.loading.schemacheck import SchemaCheck
+from runner.loading.schemacheck import InvalidSchema, SchemaCheck, schema_problem
 from runner.loading.snapshot import Snapshot
 from runner.model import Action, Asset, Pos, Ref, Step, Template, WorkflowStep
 from runner.properties.converge import Converger
 from runner.scheduling import cron_problem, time_problem
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 def check(
@@ -95,13 +97,9 @@ def _template(template: Template) -> Iterator[Problem]:
             known = ", ".join(sorted(template.actions)) or "none"
             yield _at(event.pos, f"{label}unknown action {event.value!r} (actions: {known})")
     if template.schema is not None and template.schema_pos is not None:
-        try:
-            cls = jsonschema.validators.validator_for(template.schema)
-            cls.check_schema(template.schema)
-        except jsonschema.SchemaError as exc:
-            yield _at(
-                template.schema_pos, f"{label}schema is not a valid JSON Schema: {exc.message}"
-            )
+        problem = schema_problem(template.schema)
+        if problem is not None:
+            yield _at(template.schema_pos, f"{label}schema is not a valid JSON Schema: {problem}")
     yield from (
         Problem(pos_file, p.line, f"{label}{p.message}") if label else p
         for p in actions_problems(template.actions, set(template.actions))
@@ -403,7 +401,7 @@ def _converged_one(
     if key not in validators:
         try:
             validators[key] = SchemaCheck(template.schema or {})
-        except jsonschema.SchemaError:
+        except InvalidSchema:
             validators[key] = None  # reported at the template
     validator = validators[key]
     if validator is None:

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from runner import __version__
 from runner.errors import Problem
@@ -26,6 +24,9 @@ from runner.loading.schemacheck import SchemaCheck
 from runner.loading.source import Source
 from runner.loading.yamlfile import Mapping, YamlError, parse
 from runner.resources import data_dir
+
+if TYPE_CHECKING:
+    import jsonschema
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KINDS = (
@@ -177,6 +178,8 @@ def schema_problems(kind: str, value: Any) -> list[tuple[int, str]]:
     for error in validator(kind).errors(value):
         best = error
         if error.context and error.validator != "oneOf":
+            import jsonschema
+
             best = jsonschema.exceptions.best_match(error.context)
         where = ".".join(str(p) for p in best.absolute_path)
         message = _message(best)

@@ -29,6 +29,7 @@ from typing import Any
 from runner.errors import Blocked, ExitCode, RunnerError
 from runner.loading.snapshot import Snapshot
 from runner.loading.source import OpsRepo
+from runner.model import Schedule
 from runner.operations.apply import (
     ApplyOptions,
     ApplyResult,
@@ -42,7 +43,7 @@ from runner.operations.schedules import armed_at, due_schedules
 from runner.operations.validate import load_valid
 from runner.process import ProcessRunner
 from runner.state.events import record_event
-from runner.state.records import TERMINAL, holder_id, node_file, now, read_yaml
+from runner.state.records import TERMINAL, ChangeRecord, holder_id, node_file, now, read_yaml
 from runner.state.schedule_state import claim, set_last_run
 from runner.state.store import StateStore
 from runner.workflows.engine import advance_runs, start_run
@@ -55,6 +56,8 @@ class ReconcileOptions:
     now: datetime | None = None
     drift: bool = True
     apply: ApplyOptions = field(default_factory=lambda: ApplyOptions(lock_timeout=0.0))
+    # A fire this pass claimed must run: it waits this long for nodes another runner holds.
+    claimed_lock_timeout: float = 120.0
 
 
 @dataclass
@@ -94,249 +97,235 @@ def reconcile(
     store = state_store(ops, head)
     store.sync()
     ensure_not_paused(ops, head, store)
-    moment = options.now or now()
-    report = ReconcileReport()
-    steps: list[Callable[[], None]] = [
-        lambda: _apply(ops, options, environ, cancel, runner, report),
-        lambda: _runs(ops, options, environ, cancel, runner, report),
-        lambda: _schedules(ops, head, store, moment, options, environ, cancel, runner, report),
-    ]
+    one = _Pass(ops, head, store, options, environ, cancel, runner)
+    parts: list[Callable[[], None]] = [one.apply, one.runs, one.schedules]
     if options.drift:
-        steps.append(lambda: _drift(ops, head, store, options, environ, cancel, runner, report))
-    for step in steps:
+        parts.append(one.drift)
+    for part in parts:
         if cancel.is_set():
             break
-        step()
+        part()
     if options.apply.push:
         store.push()
-    return report
+    return one.report
 
 
-def _apply(
-    ops: OpsRepo,
-    options: ReconcileOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    report: ReconcileReport,
-) -> None:
-    try:
-        result = apply(ops, replace(options.apply, push=False), environ, cancel, runner)
-    except Blocked as exc:
-        report.parts.append(Part("apply", "pending changes", "left", str(exc)))
-        return
-    _report_changes(report, "apply", result)
+@dataclass
+class _Pass:
+    """One reconcile pass over the head snapshot; each part adds to ``report``."""
 
+    ops: OpsRepo
+    head: Snapshot
+    store: StateStore
+    options: ReconcileOptions
+    environ: Mapping[str, str]
+    cancel: threading.Event
+    runner: ProcessRunner | None
+    report: ReconcileReport = field(default_factory=ReconcileReport)
 
-def _report_changes(report: ReconcileReport, kind: str, result: ApplyResult) -> None:
-    for record in result.records:
-        detail = f"change {record.id}"
-        if record.status == "waiting":
-            detail += f", waits for {', '.join(record.waiting_for)}: runner approve {record.id}"
-        report.parts.append(
-            Part(kind, f"{record.node} {record.action}", record.status, detail, _code(record))
+    def apply(self) -> None:
+        options = replace(self.options.apply, push=False)
+        try:
+            result = apply(self.ops, options, self.environ, self.cancel, self.runner)
+        except Blocked as exc:
+            self._add(Part("apply", "pending changes", "left", str(exc)))
+            return
+        self._changes("apply", result)
+
+    def runs(self) -> None:
+        ran = advance_runs(self.ops, self.options.apply, self.environ, self.cancel, self.runner)
+        for run in ran:
+            status = str(run.status)
+            code = ExitCode.FAILED if status in ("error", "aborted") else ExitCode.OK
+            self._add(Part("run", f"{run.workflow} {run.id}", status, "", code))
+
+    def schedules(self) -> None:
+        holder = holder_id()
+        moment = self.options.now or now()
+        git = self.ops.require_git()
+        for schedule, fire in due_schedules(self.ops, self.head, self.store, moment):
+            if self.cancel.is_set():
+                return
+            claimed = claim(
+                self.store,
+                schedule,
+                fire,
+                str(self.head.commit),
+                holder,
+                moment,
+                self._still_running,
+                armed_at=armed_at(git, self.ops.prefix, schedule, str(self.head.commit)),
+            )
+            subject = f"{schedule.name} ({fire.isoformat()})"
+            if claimed.outcome != "fired":
+                self._add(Part("schedule", subject, claimed.outcome, claimed.reason or ""))
+                continue
+            try:
+                self._fire(schedule, fire, subject)
+            except RunnerError as exc:
+                self._add(Part("schedule", subject, "error", str(exc), ExitCode.FAILED))
+
+    def _fire(self, schedule: Schedule, fire: datetime, subject: str) -> None:
+        """Run a claimed fire. It waits for nodes another runner holds: it must run."""
+        overrides = dict(schedule.property_overrides.values) if schedule.property_overrides else {}
+        waits = max(self.options.apply.lock_timeout, self.options.claimed_lock_timeout)
+        options = replace(self.options.apply, lock_timeout=waits, push=False)
+        if schedule.workflow is not None:
+            name = schedule.workflow.value
+            if "/" not in name and schedule.project is not None:
+                name = f"{schedule.project}/{name}"
+            run = start_run(
+                self.ops,
+                name,
+                overrides,
+                options,
+                self.environ,
+                self.cancel,
+                self.runner,
+                trigger=f"schedule:{schedule.name}",
+            )
+            set_last_run(self.store, schedule.name, "run", run.id)
+            self._add(Part("schedule", subject, str(run.status), f"run {run.id}"))
+            return
+        assert schedule.target is not None
+        assert schedule.action is not None
+        result = self._run(
+            [schedule.target.value],
+            schedule.action.value,
+            overrides,
+            options,
+            kind="schedule",
+            reason=f"schedule {schedule.name} for {fire.isoformat()}",
         )
-    for node, upstream in result.held_back:
-        report.parts.append(Part(kind, node, "held", f"runs after {upstream}"))
+        if result.records:
+            set_last_run(self.store, schedule.name, "change", result.records[0].id)
+        self._changes("schedule", result)
+
+    def _still_running(self, last: Mapping[str, Any] | None) -> bool:
+        """Whether what a schedule started last is still going (its run or change)."""
+        if not last or not last.get("id"):
+            return False
+        ident = str(last["id"])
+        if last.get("kind") == "run":
+            path = f"runs/{ident}.yaml"
+        else:
+            path = f"changes/{ident[:8]}/{ident}.yaml"
+        status = read_yaml(self.store.read(path)).get("status")
+        return status is not None and status not in TERMINAL
+
+    def drift(self) -> None:
+        """Every applied asset whose template names a ``check`` action runs it, grouped by
+        action name so each group is one run with the repo's parallelism."""
+        by_action: dict[str, list[str]] = {}
+        for path, asset in sorted(self.head.assets.items()):
+            template = self.head.template_of(asset)
+            if template is None or template.check is None:
+                continue
+            if self.store.read(node_file("applied", path)) is None:
+                continue  # never applied: nothing deployed to drift
+            by_action.setdefault(template.check.value, []).append(path)
+        for action, nodes in sorted(by_action.items()):
+            if self.cancel.is_set():
+                return
+            try:
+                result = self._run(
+                    nodes,
+                    action,
+                    None,
+                    self.options.apply,
+                    kind="check",
+                    parallel=True,
+                    reason="drift check by runner reconcile",
+                )
+            except Blocked as exc:
+                self._add(Part("drift", action, "left", str(exc)))
+                continue
+            for record in result.records:
+                self._checked(record, action)
+
+    def _checked(self, record: ChangeRecord, action: str) -> None:
+        drifted = record.status == "error" and any(
+            s.exit_code == 2 or s.outputs.get("drift") == "true" for s in record.steps
+        )
+        if not drifted:
+            status = "in sync" if record.status == "success" else record.status
+            self._add(Part("drift", record.node, status, f"change {record.id}", _code(record)))
+            return
+        record_event(
+            self.store,
+            "drift",
+            f"{record.node} drifted from its properties ({action})",
+            node=record.node,
+            change=record.id,
+        )
+        self._add(Part("drift", record.node, "drift", f"change {record.id}"))
+        self._heal(record.node)
+
+    def _heal(self, node: str) -> None:
+        asset = self.head.assets[node]
+        env = self.head.environments.get(asset.parent_path)
+        template = self.head.template_of(asset)
+        action = template.action_for("change") if template is not None else None
+        if env is None or not env.settings.self_heal or action is None:
+            return
+        try:
+            result = self._run(
+                [node],
+                action.value,
+                None,
+                self.options.apply,
+                kind="heal",
+                reason=f"self-heal after drift found by runner reconcile ({env.path} self_heal)",
+            )
+        except Blocked as exc:
+            self._add(Part("heal", node, "left", str(exc)))
+            return
+        self._changes("heal", result)
+
+    def _run(
+        self,
+        targets: list[str],
+        action: str,
+        overrides: Mapping[str, Any] | None,
+        options: ApplyOptions,
+        *,
+        kind: str,
+        reason: str,
+        parallel: bool = False,
+    ) -> ApplyResult:
+        return run_nodes(
+            self.ops,
+            self.head,
+            targets,
+            action,
+            overrides,
+            options,
+            self.environ,
+            self.cancel,
+            self.runner,
+            kind=kind,
+            parallel_targets=parallel,
+            reason=reason,
+        )
+
+    def _changes(self, kind: str, result: ApplyResult) -> None:
+        for record in result.records:
+            detail = f"change {record.id}"
+            if record.status == "waiting":
+                groups = ", ".join(record.waiting_for)
+                detail += f", waits for {groups}: runner approve {record.id}"
+            subject = f"{record.node} {record.action}"
+            self._add(Part(kind, subject, record.status, detail, _code(record)))
+        for node, upstream in result.held_back:
+            self._add(Part(kind, node, "held", f"runs after {upstream}"))
+
+    def _add(self, part: Part) -> None:
+        self.report.parts.append(part)
 
 
-def _code(record: Any) -> ExitCode:
+def _code(record: ChangeRecord) -> ExitCode:
     if record.status == "cancelled":
         return ExitCode.SIGTERM
     if record.status in ("error", "aborted", "skipped"):
         return ExitCode.FAILED
     return ExitCode.OK
-
-
-def _runs(
-    ops: OpsRepo,
-    options: ReconcileOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    report: ReconcileReport,
-) -> None:
-    for run in advance_runs(ops, options.apply, environ, cancel, runner):
-        status = str(run.status)
-        code = ExitCode.FAILED if status in ("error", "aborted") else ExitCode.OK
-        report.parts.append(Part("run", f"{run.workflow} {run.id}", status, "", code))
-
-
-def _schedules(
-    ops: OpsRepo,
-    head: Snapshot,
-    store: StateStore,
-    moment: datetime,
-    options: ReconcileOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    report: ReconcileReport,
-) -> None:
-    holder = holder_id()
-    for schedule, fire in due_schedules(ops, head, store, moment):
-        if cancel.is_set():
-            return
-        claimed = claim(
-            store,
-            schedule,
-            fire,
-            str(head.commit),
-            holder,
-            moment,
-            lambda last: _still_running(store, last),
-            armed_at=armed_at(ops.require_git(), ops.prefix, schedule, str(head.commit)),
-        )
-        subject = f"{schedule.name} ({fire.isoformat()})"
-        if claimed.outcome != "fired":
-            report.parts.append(Part("schedule", subject, claimed.outcome, claimed.reason or ""))
-            continue
-        overrides = dict(schedule.property_overrides.values) if schedule.property_overrides else {}
-        try:
-            if schedule.workflow is not None:
-                run = start_run(
-                    ops,
-                    schedule.workflow.value
-                    if "/" in schedule.workflow.value or schedule.project is None
-                    else f"{schedule.project}/{schedule.workflow.value}",
-                    overrides,
-                    options.apply,
-                    environ,
-                    cancel,
-                    runner,
-                    trigger=f"schedule:{schedule.name}",
-                )
-                set_last_run(store, schedule.name, "run", run.id)
-                report.parts.append(Part("schedule", subject, str(run.status), f"run {run.id}"))
-                continue
-            assert schedule.target is not None
-            assert schedule.action is not None
-            result = run_nodes(
-                ops,
-                head,
-                [schedule.target.value],
-                schedule.action.value,
-                overrides,
-                options.apply,
-                environ,
-                cancel,
-                runner,
-                kind="schedule",
-                reason=f"schedule {schedule.name} for {fire.isoformat()}",
-            )
-        except RunnerError as exc:
-            report.parts.append(Part("schedule", subject, "error", str(exc), ExitCode.FAILED))
-            continue
-        if result.records:
-            set_last_run(store, schedule.name, "change", result.records[0].id)
-        _report_changes(report, "schedule", result)
-
-
-def _still_running(store: StateStore, last: Mapping[str, Any] | None) -> bool:
-    """Whether what a schedule started last is still going (its run or change not finished)."""
-    if not last or not last.get("id"):
-        return False
-    ident = str(last["id"])
-    if last.get("kind") == "run":
-        status = read_yaml(store.read(f"runs/{ident}.yaml")).get("status")
-    else:
-        status = read_yaml(store.read(f"changes/{ident[:8]}/{ident}.yaml")).get("status")
-    return status is not None and status not in TERMINAL
-
-
-def _drift(
-    ops: OpsRepo,
-    head: Snapshot,
-    store: StateStore,
-    options: ReconcileOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    report: ReconcileReport,
-) -> None:
-    """Every applied asset whose template names a ``check`` action runs it, grouped by action
-    name so each group is one run with the repo's parallelism."""
-    by_action: dict[str, list[str]] = {}
-    for path, asset in sorted(head.assets.items()):
-        template = head.template_of(asset)
-        if template is None or template.check is None:
-            continue
-        if store.read(node_file("applied", path)) is None:
-            continue  # never applied: nothing deployed to drift
-        by_action.setdefault(template.check.value, []).append(path)
-    for action, nodes in sorted(by_action.items()):
-        if cancel.is_set():
-            return
-        try:
-            result = run_nodes(
-                ops,
-                head,
-                nodes,
-                action,
-                None,
-                options.apply,
-                environ,
-                cancel,
-                runner,
-                kind="check",
-                parallel_targets=True,
-                reason="drift check by runner reconcile",
-            )
-        except Blocked as exc:
-            report.parts.append(Part("drift", action, "left", str(exc)))
-            continue
-        for record in result.records:
-            drifted = record.status == "error" and any(
-                s.exit_code == 2 or s.outputs.get("drift") == "true" for s in record.steps
-            )
-            if not drifted:
-                status = "in sync" if record.status == "success" else record.status
-                report.parts.append(
-                    Part("drift", record.node, status, f"change {record.id}", _code(record))
-                )
-                continue
-            record_event(
-                store,
-                "drift",
-                f"{record.node} drifted from its properties ({action})",
-                node=record.node,
-                change=record.id,
-            )
-            report.parts.append(Part("drift", record.node, "drift", f"change {record.id}"))
-            _heal(ops, head, record.node, options, environ, cancel, runner, report)
-
-
-def _heal(
-    ops: OpsRepo,
-    head: Snapshot,
-    node: str,
-    options: ReconcileOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    report: ReconcileReport,
-) -> None:
-    asset = head.assets[node]
-    env = head.environments.get(asset.parent_path)
-    template = head.template_of(asset)
-    action = template.action_for("change") if template is not None else None
-    if env is None or not env.settings.self_heal or action is None:
-        return
-    try:
-        result = run_nodes(
-            ops,
-            head,
-            [node],
-            action.value,
-            None,
-            options.apply,
-            environ,
-            cancel,
-            runner,
-            kind="heal",
-            reason=f"self-heal after drift found by runner reconcile ({env.path} self_heal)",
-        )
-    except Blocked as exc:
-        report.parts.append(Part("heal", node, "left", str(exc)))
-        return
-    _report_changes(report, "heal", result)
