@@ -85,6 +85,13 @@ class OpsRepoBuilder:
         for path, text in (MINIMAL if files is None else files).items():
             self.write(path, text)
 
+    @classmethod
+    def existing(cls, root: Path) -> OpsRepoBuilder:
+        """A builder over a repository made some other way (``runner init``)."""
+        builder = cls.__new__(cls)
+        builder.root = root
+        return builder
+
     def git(self, *args: str) -> str:
         done = subprocess.run(
             ["git", *args], cwd=self.root, check=True, capture_output=True, text=True
