@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from runner.loading.yamlfile import Mapping as YamlMapping
 from runner.model import Layer
 from runner.operations import gates
 from runner.operations.history import show_change
-from runner.operations.pause import ensure_not_paused
+from runner.operations.pause import Paused, ensure_not_paused, head_pause_message
 from runner.operations.plan import Planned, PlanRequest, plan
 from runner.operations.validate import load_valid
 from runner.planning.dag import PlannedStep, expand_action
@@ -241,6 +241,8 @@ class _Run:
         self.head_inputs = Inputs(planned.head)
         self.base_converger = Converger(planned.base) if planned.base is not None else None
         self.kind = "apply"
+        # told the change records once they are committed, before their first step runs
+        self.on_recorded: Callable[[list[ChangeRecord]], None] | None = None
         self.records: dict[str, str] = {}  # node → change id
         self.held: list[ChangeRecord] = []  # waiting for approval, or refused, not run
         self.approved: dict[str, ChangeRecord] = {}  # node → its approved waiting record
@@ -288,6 +290,8 @@ class _Run:
                     self.recorder.put(record)
                     self.records[change.node] = record.id
                 self.recorder.flush("runner: changes recorded before they run")
+                if self.on_recorded is not None:
+                    self.on_recorded([self.recorder.get(i) for i in self.records.values()])
                 self.recorder.start()
                 outcomes = self._run_steps(work, done)
                 applies = kind == "apply" or (
@@ -803,6 +807,7 @@ def run_nodes(
     run_id: str | None = None,
     run_step: str | None = None,
     reason: str | None = None,
+    on_recorded: Callable[[list[ChangeRecord]], None] | None = None,
 ) -> ApplyResult:
     """Run ``action`` on ``targets`` at ``head`` (a validated snapshot): an asset, or every asset
     below an environment or project that has the action. Assets go in ``depends_on`` order, and
@@ -823,6 +828,7 @@ def run_nodes(
         run_id=run_id,
         run_step=run_step,
     )
+    run.on_recorded = on_recorded
     return run.execute(work, kind=kind)
 
 
@@ -942,10 +948,20 @@ def resume_or_retry(
         raise InvalidArgument(f"change {prior.id} is {prior.status}; retry a finished change")
     if prior.status == "success":
         raise InvalidArgument(f"change {prior.id} succeeded; nothing to {kind}")
-    head = load_valid(ops, ops.require_git().resolve(prior.commit)).snapshot
+    git = ops.require_git()
+    head = load_valid(ops, git.resolve(prior.commit)).snapshot
     _sync(ops, head)
+    _not_paused_now(ops)
     if prior.node not in head.assets:
         raise InvalidArgument(f"{prior.node}: no such asset at {prior.commit[:12]}")
+    groups = gates.groups_for(prior.node, head)
+    decision = (prior.approval or {}).get("decision")
+    if groups and decision not in ("approve", "continue"):
+        said = "was rejected" if decision == "reject" else "was never approved"
+        raise Blocked(
+            f"change {prior.id} on {prior.node} {said}; it needs an approval from "
+            f"{', '.join(groups)} before it runs (runner approve {prior.id})"
+        )
     run, work = _prepare(
         ops,
         head,
@@ -961,4 +977,15 @@ def resume_or_retry(
         run_id=prior.run,
         run_step=prior.run_step,
     )
-    return run.execute(work, kind, prior)
+    result = run.execute(work, kind, prior)
+    if groups:
+        gates.release(run.store, prior.node, prior.id)
+    return result
+
+
+def _not_paused_now(ops: OpsRepo) -> None:
+    """A pause committed after a change still stops its resume or retry: runner.yaml is read
+    at HEAD, not at the change's own commit."""
+    message = head_pause_message(ops, ops.require_git())
+    if message is not None:
+        raise Paused(message)

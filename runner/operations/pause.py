@@ -206,7 +206,7 @@ def pause(
     changed = new_tip != old_tip
     pushed = _push(store, settings) if changed else None
     return PauseResult(
-        read_state_pause(store), before, changed, pushed, _head_settings_note(ops, git)
+        read_state_pause(store), before, changed, pushed, head_pause_message(ops, git)
     )
 
 
@@ -235,7 +235,7 @@ def resume_all(ops: OpsRepo, environ: Mapping[str, str], by: str | None = None) 
         before if changed else None,
         changed,
         pushed,
-        _head_settings_note(ops, git),
+        head_pause_message(ops, git),
     )
 
 
@@ -253,7 +253,7 @@ def _push(store: StateStore, settings: Settings) -> str | None:
     return settings.state_remote
 
 
-def _head_settings_note(ops: OpsRepo, git: GitRepo) -> str | None:
+def head_pause_message(ops: OpsRepo, git: GitRepo) -> str | None:
     """The pause message of runner.yaml at HEAD, None when it does not pause."""
     head = git.head_commit()
     if head is None:

@@ -189,6 +189,14 @@ class _Pass:
             return
         assert schedule.target is not None
         assert schedule.action is not None
+        told: list[str] = []
+
+        def recorded(records: list[ChangeRecord]) -> None:
+            # before the first step: a fire still running elsewhere holds back the next one
+            if records:
+                told.append(records[0].id)
+                set_last_run(self.store, schedule.name, "change", records[0].id)
+
         result = self._run(
             [schedule.target.value],
             schedule.action.value,
@@ -196,8 +204,9 @@ class _Pass:
             options,
             kind="schedule",
             reason=f"schedule {schedule.name} for {fire.isoformat()}",
+            on_recorded=recorded,
         )
-        if result.records:
+        if result.records and not told:  # it waits for an approval: nothing ran
             set_last_run(self.store, schedule.name, "change", result.records[0].id)
         self._changes("schedule", result)
 
@@ -292,6 +301,7 @@ class _Pass:
         kind: str,
         reason: str,
         parallel: bool = False,
+        on_recorded: Callable[[list[ChangeRecord]], None] | None = None,
     ) -> ApplyResult:
         return run_nodes(
             self.ops,
@@ -306,6 +316,7 @@ class _Pass:
             kind=kind,
             parallel_targets=parallel,
             reason=reason,
+            on_recorded=on_recorded,
         )
 
     def _changes(self, kind: str, result: ApplyResult) -> None:

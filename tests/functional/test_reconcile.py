@@ -9,6 +9,8 @@ import json
 import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -273,8 +275,6 @@ def test_drift_is_recorded_and_self_heal_puts_it_right(tmp_path: Path) -> None:
 
 def _next_day_at(repo: OpsRepoBuilder, clock: str, days: int = 1) -> str:
     """An ISO time ``days`` after the last commit's date, at ``clock`` UTC."""
-    from datetime import UTC, datetime, timedelta
-
     stamp = int(repo.git("log", "-1", "--format=%ct"))
     day = datetime.fromtimestamp(stamp, UTC).date() + timedelta(days=days)
     return f"{day.isoformat()}T{clock}Z"
@@ -322,3 +322,84 @@ def test_a_release_run_is_approved_once_and_settles_the_waiting_apply_change(
     assert again.exit_code == 0
     assert "waits for approval" not in again.stdout
     assert len(ran(out)) == count
+
+
+def test_resume_or_retry_cannot_run_a_change_that_was_not_approved(tmp_path: Path) -> None:
+    repo, out = lab_repo(tmp_path)
+    waiting = change_id(repo.runner("apply"), PROD)
+    resumed = repo.runner("resume", waiting)
+    assert resumed.exit_code == 4, resumed.stdout + resumed.stderr
+    assert "was never approved" in resumed.stderr
+    assert repo.runner("reject", waiting, "--by", "alice").exit_code == 0
+    retried = repo.runner("retry", waiting)
+    assert retried.exit_code == 4, retried.stdout + retried.stderr
+    assert "was rejected" in retried.stderr
+    assert ran(out) == [f"{DEV} 1.1.0"]
+
+
+def test_a_pause_committed_after_a_change_stops_its_retry(tmp_path: Path) -> None:
+    repo, out = lab_repo(
+        tmp_path,
+        **{
+            "projects/pay/environments/dev/assets/api.yaml": "template: web\n"
+            "properties:\n  image: {tag: '1.1.0'}\n  demo_fail: true\n"
+        },
+    )
+    failing = TEMPLATE.replace(
+        "          - name: roll\n",
+        "          - name: gate\n"
+        "            run: test ${{ properties.demo_fail }} != true\n"
+        "          - name: roll\n",
+    )
+    repo.write("templates/web/template.yaml", failing)
+    repo.commit("a failing deploy")
+    failed = repo.runner("run", DEV, "deploy")
+    assert failed.exit_code == 1, failed.stdout + failed.stderr
+    failed_id = re.search(r"change (\S+)", failed.stdout)
+    assert failed_id
+    repo.write("runner.yaml", MINIMAL["runner.yaml"] + 'paused: {reason: "freeze"}\n')
+    repo.commit("freeze")
+    retried = repo.runner("retry", failed_id.group(1))
+    assert retried.exit_code == 4, retried.stdout + retried.stderr
+    assert "freeze" in retried.stderr
+    assert ran(out) == []  # the gate step failed before anything was rolled out
+
+
+def test_a_fire_still_running_elsewhere_holds_back_the_next_one(tmp_path: Path) -> None:
+    hourly = SCHEDULED.replace('"0 2 * * *"', '"0 * * * *"').replace(
+        "new_commits_only: true", "new_commits_only: false"
+    )
+    slow = TEMPLATE.replace(
+        "      drift-check:\n",
+        "      slow:\n"
+        "        steps:\n"
+        "          - name: hold\n"
+        "            run: >-\n"
+        "              echo slow >> ${{ properties.out }}/ran;\n"
+        "              while [ ! -f ${{ properties.out }}/go ]; do sleep 0.05; done\n"
+        "      drift-check:\n",
+    )
+    repo, out = lab_repo(
+        tmp_path,
+        **{"schedules.yaml": hourly.replace("action: deploy", "action: slow")},
+        **{"templates/web/template.yaml": slow},
+    )
+    first_hour = _next_day_at(repo, "02:00:30")
+    second_hour = _next_day_at(repo, "03:00:30")
+    command = [sys.executable, "-m", "runner", "reconcile", "--no-drift", "--now"]
+    first = subprocess.Popen(
+        [*command, first_hour], cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "slow" not in ran(out) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the slow step has started
+        assert "slow" in ran(out)
+        second = repo.runner("reconcile", "--no-drift", "--now", second_hour)
+        assert second.exit_code == 0, second.stdout + second.stderr
+        assert "still running" in second.stdout
+    finally:
+        (out / "go").touch()
+        first.communicate(timeout=120)
+    assert ran(out).count("slow") == 1
