@@ -30,9 +30,7 @@ printf '\n\033[1m$ git log --oneline -5 runner-state\033[0m\n'
 git log --oneline -5 runner-state
 show changes list --filter status=waiting
 printf '\n\033[1m# alice is a release manager (runner.yaml groups): approve the waiting prod changes\033[0m\n'
-for id in $("$RUNNER" changes list --filter status=waiting --format csv | tail -n +2 | cut -d, -f1); do
-  show approve "$id" --by alice --message "first production rollout"
-done
+show approve --filter node=/projects/pay/environments/prod/% --by alice --message "first production rollout"
 show reconcile --no-drift   # runs what was approved; cron runs this every few minutes
 show apply   # nothing left to do
 

@@ -26,7 +26,7 @@ from runner.durations import parse_duration
 from runner.errors import ExitCode, InvalidArgument
 from runner.loading.snapshot import read_settings
 from runner.operations.apply import ApplyOptions
-from runner.operations.history import parse_filters
+from runner.operations.history import CHANGE_FILTER_KEYS, parse_filters, query_changes
 from runner.render.values import to_yaml
 from runner.state.store import StateStore
 from runner.workflows.decisions import Decided, cancel, decide
@@ -235,17 +235,51 @@ def show_command(obj: Context, run_id: str, fmt: str) -> None:
 
 
 def _decision_command(decision: str, summary: str) -> None:
+    many = decision != "continue"  # changes can be decided in bulk; wait steps one by one
+
     @cli.command(decision, help=summary)
-    @click.argument("target", metavar="ID")
+    @click.argument("target", metavar="ID", required=not many)
     @click.argument("step", required=False)
     @click.option("--message", "-m", default=None, help="Why (recorded with the decision).")
     @click.option("--by", default=None, help="Who decides (default: GITHUB_ACTOR, git).")
+    @click.option(
+        "--filter",
+        "filters",
+        multiple=True,
+        metavar="KEY=VALUE",
+        hidden=not many,
+        help="Instead of ID: every waiting change matching (keys as `changes list --filter`).",
+    )
     @click.pass_obj
     def command(
-        obj: Context, target: str, step: str | None, message: str | None, by: str | None
+        obj: Context,
+        target: str | None,
+        step: str | None,
+        message: str | None,
+        by: str | None,
+        filters: tuple[str, ...],
     ) -> None:
-        done = decide(obj.ops, decision, target, step, environ=os.environ, message=message, by=by)
-        click.echo(decided_line(done))
+        if filters and (target is not None or not many):
+            raise InvalidArgument(f"{decision}: give an ID or --filter, not both")
+        if not filters:
+            if target is None:
+                raise InvalidArgument(f"{decision}: give an ID (or --filter for waiting changes)")
+            done = decide(
+                obj.ops, decision, target, step, environ=os.environ, message=message, by=by
+            )
+            click.echo(decided_line(done))
+            return
+        settings = read_settings(obj.ops)
+        wanted = parse_filters((*filters, "status=waiting"), CHANGE_FILTER_KEYS)
+        found = query_changes(obj.ops, settings, wanted)
+        if not found:
+            click.echo("No waiting change matches.")
+            return
+        for record in found:  # one commit each: a refusal names the change it stopped at
+            done = decide(
+                obj.ops, decision, record.id, None, environ=os.environ, message=message, by=by
+            )
+            click.echo(decided_line(done))
 
 
 def decided_line(done: Decided) -> str:

@@ -403,3 +403,24 @@ def test_a_fire_still_running_elsewhere_holds_back_the_next_one(tmp_path: Path) 
         (out / "go").touch()
         first.communicate(timeout=120)
     assert ran(out).count("slow") == 1
+
+
+def test_approve_with_a_filter_decides_every_matching_waiting_change(tmp_path: Path) -> None:
+    worker = "/projects/pay/environments/prod/assets/worker"
+    repo, out = lab_repo(
+        tmp_path, **{"projects/pay/environments/prod/assets/worker.yaml": "template: web\n"}
+    )
+    first = repo.runner("apply")
+    held = {change_id(first, PROD), change_id(first, worker)}
+    prod = "node=/projects/pay/environments/prod/%"
+    outsider = repo.runner("approve", "--filter", prod, "--by", "mallory")
+    assert outsider.exit_code == 4
+    assert repo.runner("approve", "--filter", "node=/projects/shop/%", "--by", "alice").stdout == (
+        "No waiting change matches.\n"
+    )
+    both = repo.runner("approve", "--filter", prod, "--by", "alice")
+    assert both.exit_code == 0, both.stderr
+    assert {line.split()[2] for line in both.stdout.splitlines()} == held
+    assert repo.runner("approve", "some-id", "--filter", prod).exit_code == 3
+    assert repo.runner("reconcile", "--no-drift").exit_code == 0
+    assert sorted(line.split()[0] for line in ran(out)) == [DEV, PROD, worker]
