@@ -293,5 +293,6 @@ class Settings:
     paused_pos: Pos | None = None
     lease_ttl: float = 60.0
     lease_renew: float = 20.0
+    drift_every: float = 0.0  # seconds between drift checks of a node by reconcile
     max_file_bytes: int = 1024 * 1024
     key_lines: dict[str, int] = field(default_factory=dict)

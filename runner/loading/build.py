@@ -77,6 +77,7 @@ def settings(file: str, doc: Mapping) -> Settings:
     paused = doc.get("paused")
     leases = doc.get("leases") or {}
     limits = doc.get("limits") or {}
+    drift = doc.get("drift") or {}
     defaults = Settings()
     return Settings(
         file=file,
@@ -92,6 +93,7 @@ def settings(file: str, doc: Mapping) -> Settings:
         paused_pos=_pos(file, doc, "paused") if paused else None,
         lease_ttl=parse_duration(leases.get("ttl", defaults.lease_ttl)),
         lease_renew=parse_duration(leases.get("renew_every", defaults.lease_renew)),
+        drift_every=parse_duration(drift.get("every", defaults.drift_every)),
         max_file_bytes=limits.get("max_file_bytes", defaults.max_file_bytes),
         key_lines=dict(doc.key_lines),
     )

@@ -19,11 +19,12 @@ their node's lease.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from runner.errors import Blocked, ExitCode, RunnerError
@@ -42,10 +43,20 @@ from runner.operations.pause import ensure_not_paused
 from runner.operations.schedules import armed_at, due_schedules
 from runner.operations.validate import load_valid
 from runner.process import ProcessRunner
+from runner.scheduling import parse_time
 from runner.state.events import record_event
-from runner.state.records import TERMINAL, ChangeRecord, holder_id, node_file, now, read_yaml
+from runner.state.records import (
+    TERMINAL,
+    ChangeRecord,
+    dump,
+    holder_id,
+    iso,
+    node_file,
+    now,
+    read_yaml,
+)
 from runner.state.schedule_state import claim, set_last_run
-from runner.state.store import StateStore
+from runner.state.store import StateStore, StateView
 from runner.workflows.engine import advance_runs, start_run
 
 log = logging.getLogger(__name__)
@@ -232,6 +243,8 @@ class _Pass:
                 continue
             if self.store.read(node_file("applied", path)) is None:
                 continue  # never applied: nothing deployed to drift
+            if not self._check_due(path):
+                continue
             by_action.setdefault(template.check.value, []).append(path)
         for action, nodes in sorted(by_action.items()):
             if self.cancel.is_set():
@@ -249,17 +262,32 @@ class _Pass:
             except Blocked as exc:
                 self._add(Part("drift", action, "left", str(exc)))
                 continue
-            for record in result.records:
-                self._checked(record, action)
+            notes = {node_file("drift", r.node): self._checked(r, action) for r in result.records}
+            self.store.update(functools.partial(_constant, notes), f"runner: drift ({action})")
 
-    def _checked(self, record: ChangeRecord, action: str) -> None:
+    def _check_due(self, node: str) -> bool:
+        """With ``drift: {every: D}`` in runner.yaml, a node checked less than D ago waits."""
+        every = self.head.settings.drift_every
+        if every <= 0:
+            return True
+        last = read_yaml(self.store.read(node_file("drift", node))).get("checked")
+        if not last:
+            return True
+        return (self.options.now or now()) - parse_time(str(last)) >= timedelta(seconds=every)
+
+    def _checked(self, record: ChangeRecord, action: str) -> bytes:
+        """Report one check, record a drift event (and self-heal); the note for
+        ``drift/<node>.yaml``: when the node was checked, and what was found."""
         drifted = record.status == "error" and any(
             s.exit_code == 2 or s.outputs.get("drift") == "true" for s in record.steps
         )
+        moment = self.options.now or now()
+        result = "drift" if drifted else record.status
+        note = {"node": record.node, "checked": iso(moment), "result": result, "change": record.id}
         if not drifted:
             status = "in sync" if record.status == "success" else record.status
             self._add(Part("drift", record.node, status, f"change {record.id}", _code(record)))
-            return
+            return dump(note)
         record_event(
             self.store,
             "drift",
@@ -269,6 +297,7 @@ class _Pass:
         )
         self._add(Part("drift", record.node, "drift", f"change {record.id}"))
         self._heal(record.node)
+        return dump(note)
 
     def _heal(self, node: str) -> None:
         asset = self.head.assets[node]
@@ -332,6 +361,10 @@ class _Pass:
 
     def _add(self, part: Part) -> None:
         self.report.parts.append(part)
+
+
+def _constant(files: Mapping[str, bytes | None], view: StateView) -> Mapping[str, bytes | None]:
+    return files
 
 
 def _code(record: ChangeRecord) -> ExitCode:

@@ -424,3 +424,17 @@ def test_approve_with_a_filter_decides_every_matching_waiting_change(tmp_path: P
     assert repo.runner("approve", "some-id", "--filter", prod).exit_code == 3
     assert repo.runner("reconcile", "--no-drift").exit_code == 0
     assert sorted(line.split()[0] for line in ran(out)) == [DEV, PROD, worker]
+
+
+def test_drift_every_spaces_the_checks_of_a_node(tmp_path: Path) -> None:
+    repo, _ = lab_repo(tmp_path, **{"runner.yaml": MINIMAL["runner.yaml"] + "drift: {every: 1h}\n"})
+    assert repo.runner("apply").exit_code == 0
+    checks = []
+    for clock in ("10:00:00", "10:30:00", "11:00:00"):
+        done = repo.runner("reconcile", "--now", _next_day_at(repo, clock))
+        assert done.exit_code == 0, done.stdout + done.stderr
+        checks.append(re.findall(rf"^drift\s+(.+?)\s+{re.escape(DEV)}", done.stdout, re.M))
+    assert checks == [["in sync"], [], ["in sync"]]
+    note = state_yaml(repo, "drift/projects/pay/environments/dev/assets/api.yaml")
+    assert "result: success" in note
+    assert "T11:00:00" in note
