@@ -21,7 +21,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import networkx as nx
 
 from runner.changes import Inputs
-from runner.errors import Blocked, ExitCode, InvalidArgument, RunnerError
+from runner.errors import Blocked, ExitCode, InvalidArgument
 from runner.execution.executor import Executor, StepOutcome
 from runner.execution.recorder import LogWriter, Recorder
 from runner.execution.stepenv import (
@@ -251,9 +250,9 @@ class _Run:
         self.contexts: dict[str, NodeContext] = {}
         self.property_files: dict[str, Path] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="gitops-runner-"))
-        self.leases: list[leases.Lease] = []
-        self._renewer: threading.Thread | None = None
-        self._stop_renewing = threading.Event()
+        self.holding = leases.Holding(
+            self.store, self.holder, self.settings.lease_ttl, self.settings.lease_renew, cancel
+        )
 
     # --- the whole run ------------------------------------------------------------------------
 
@@ -306,7 +305,7 @@ class _Run:
             try:
                 self.recorder.stop("runner: results")
             finally:
-                self._release_leases()
+                self.holding.release()
                 shutil.rmtree(self.scratch, ignore_errors=True)
         for node, record in self.approved.items():
             if node in self.records:
@@ -513,51 +512,18 @@ class _Run:
 
     def _take_leases(self, changes: Mapping[str, str]) -> None:
         """A lease on every node (node → the change that will run on it)."""
-        wanted = sorted(changes)
-        deadline = time.monotonic() + self.options.lock_timeout
-        ttl = self.settings.lease_ttl
-        while True:
-            held = {h.node for h in self.leases}
-            missing = {node: changes[node] for node in wanted if node not in held}
-            taken, blocked = leases.try_acquire_many(self.store, missing, self.holder, ttl)
-            for ours in taken:
-                if ours.took_over is not None:
-                    self._abort(ours.took_over)
-            self.leases += taken
-            if len(self.leases) == len(wanted):
-                break
-            # nothing taken this round (all or nothing); wait and look again
-            if time.monotonic() >= deadline or self.cancel.is_set():
-                self._release_leases()
-                if blocked is None:
-                    raise Blocked(
-                        f"could not take the leases within {self.options.lock_timeout:g}s"
-                    )
-                raise Blocked(
-                    f"{blocked.node} is held by {blocked.holder} (change {blocked.change}) until "
-                    f"{iso(blocked.expires)}; waited {self.options.lock_timeout:g}s "
-                    "(`runner unlock PATH --force` breaks a stale lease)"
-                )
-            self.cancel.wait(min(1.0, max(0.05, deadline - time.monotonic())))
-        self._renewer = threading.Thread(target=self._renew, name="lease-renewer", daemon=True)
-        self._renewer.start()
-
-    def _renew(self) -> None:
-        while not self._stop_renewing.wait(self.settings.lease_renew):
-            try:
-                self.leases = leases.renew_many(self.store, self.leases, self.settings.lease_ttl)
-            except RunnerError as exc:  # lost a lease (broken by `runner unlock --force`)
-                log.error("stopping: %s", exc)
-                self.cancel.set()
-                return
-
-    def _release_leases(self) -> None:
-        self._stop_renewing.set()
-        if self._renewer is not None:
-            self._renewer.join()
-            self._renewer = None
-        leases.release_many(self.store, self.leases)
-        self.leases = []
+        taken, blocked = self.holding.take(changes, self.options.lock_timeout)
+        if not taken:
+            if blocked is None:
+                raise Blocked(f"could not take the leases within {self.options.lock_timeout:g}s")
+            raise Blocked(
+                f"{blocked.node} is held by {blocked.holder} (change {blocked.change}) until "
+                f"{iso(blocked.expires)}; waited {self.options.lock_timeout:g}s "
+                "(`runner unlock PATH --force` breaks a stale lease)"
+            )
+        for ours in taken:
+            if ours.took_over is not None:
+                self._abort(ours.took_over)
 
     def _abort(self, dead: leases.Lease) -> None:
         """The change of a runner that died under its lease ends ``aborted``."""

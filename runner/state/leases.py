@@ -16,6 +16,10 @@ A lease past ``expires`` may be taken by anyone; the one taking it gets the expi
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +30,8 @@ from runner.errors import Blocked, RunnerError
 from runner.state.store import PUSH_ATTEMPTS, Mutation, StateStore, StateView
 
 LEASES = "leases"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -338,3 +344,62 @@ def release_many(store: StateStore, held: list[Lease]) -> None:
     store.sync()
     store.update(mutate, f"leases: {len(held)} released")
     store.push()
+
+
+class Holding:
+    """Leases one process holds: taken all or nothing (waiting up to a timeout), renewed in the
+    background until released. Losing one (``runner unlock --force``, or an expiry another
+    runner took over) sets ``cancel``, so the work under it stops."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        holder: str,
+        ttl: float,
+        renew_every: float,
+        cancel: threading.Event,
+        name: str = "lease-renewer",
+    ) -> None:
+        self.store = store
+        self.holder = holder
+        self.ttl = ttl
+        self.renew_every = renew_every
+        self.cancel = cancel
+        self.name = name
+        self.leases: list[Lease] = []
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def take(self, wanted: Mapping[str, str], timeout: float) -> tuple[list[Lease], Lease | None]:
+        """Every node of ``wanted`` (node → change id), or none: the leases taken (each with
+        ``took_over`` when it replaced an expired one), or ``[]`` and the lease that blocked
+        when ``timeout`` seconds passed (or ``cancel`` was set) first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            taken, blocked = try_acquire_many(self.store, dict(wanted), self.holder, self.ttl)
+            if taken or not wanted:
+                self.leases = taken
+                self._stop.clear()
+                self._renewer = threading.Thread(target=self._renew, name=self.name, daemon=True)
+                self._renewer.start()
+                return taken, None
+            if time.monotonic() >= deadline or self.cancel.is_set():
+                return [], blocked
+            self.cancel.wait(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.renew_every):
+            try:
+                self.leases = renew_many(self.store, self.leases, self.ttl)
+            except RunnerError as exc:
+                log.error("stopping: %s", exc)
+                self.cancel.set()
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
+        release_many(self.store, self.leases)
+        self.leases = []

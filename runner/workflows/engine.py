@@ -23,7 +23,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -287,50 +286,23 @@ class RunLease:
     def __init__(
         self, store: StateStore, record: RunRecord, settings: Settings, cancel: threading.Event
     ) -> None:
-        self.store = store
         self.record = record
-        self.settings = settings
-        self.cancel = cancel
-        self.holder = holder_id()
-        self.held: list[leases.Lease] = []
+        self.holding = leases.Holding(
+            store, holder_id(), settings.lease_ttl, settings.lease_renew, cancel, "run-lease"
+        )
         self.took_over: leases.Lease | None = None
-        self.blocking: leases.Lease | None = None
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
+
+    @property
+    def holder(self) -> str:
+        return self.holding.holder
 
     def take(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        wanted = {self.record.node: self.record.id}
-        while True:
-            taken, self.blocking = leases.try_acquire_many(
-                self.store, wanted, self.holder, self.settings.lease_ttl
-            )
-            if taken:
-                self.held = taken
-                self.took_over = taken[0].took_over
-                self._renewer = threading.Thread(target=self._renew, name="run-lease", daemon=True)
-                self._renewer.start()
-                return True
-            if time.monotonic() >= deadline or self.cancel.is_set():
-                return False
-            self.cancel.wait(min(1.0, max(0.05, deadline - time.monotonic())))
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.settings.lease_renew):
-            try:
-                self.held = leases.renew_many(self.store, self.held, self.settings.lease_ttl)
-            except RunnerError as exc:  # broken by `runner unlock --force`
-                log.error("stopping run %s: %s", self.record.id, exc)
-                self.cancel.set()
-                return
+        taken, _ = self.holding.take({self.record.node: self.record.id}, timeout)
+        self.took_over = taken[0].took_over if taken else None
+        return bool(taken)
 
     def release(self) -> None:
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join()
-            self._renewer = None
-        leases.release_many(self.store, self.held)
-        self.held = []
+        self.holding.release()
 
 
 # --- one pass over a run ------------------------------------------------------------------------
