@@ -375,13 +375,13 @@ class _Run:
         """Leave out the nodes that need an approval they do not have (recording them as
         waiting), and every node that runs after one of them."""
         requests: dict[str, gates.Request] = {}
-        if kind == "check":  # read-only: a drift check needs nobody's approval
-            return work
         approvers = self._run_approvals()
         pre_approved: dict[str, dict[str, Any]] = {}
         for change in work:
             groups = gates.groups_for(change.node, self.planned.head, self.planned.base)
             if not groups or (kind == "apply" and self._applied_already(change)):
+                continue
+            if self._is_check(change):  # a drift check, however started, changes nothing
                 continue
             given = next(
                 (
@@ -435,6 +435,15 @@ class _Run:
             return False
         self.brought_to[change.node] = self.head_inputs.of(change.node).digest
         return True
+
+    def _is_check(self, change: NodePlan) -> bool:
+        asset = self.planned.head.assets.get(change.node)
+        template = self.planned.head.template_of(asset) if asset is not None else None
+        return (
+            template is not None
+            and template.check is not None
+            and (template.check.value == change.action)
+        )
 
     def _run_approvals(self) -> list[dict[str, Any]]:
         """The approvals given on the wait steps of this change's workflow run: a release

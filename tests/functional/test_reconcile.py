@@ -438,3 +438,15 @@ def test_drift_every_spaces_the_checks_of_a_node(tmp_path: Path) -> None:
     note = state_yaml(repo, "drift/projects/pay/environments/dev/assets/api.yaml")
     assert "result: success" in note
     assert "T11:00:00" in note
+
+
+def test_the_check_action_needs_no_approval_however_it_is_started(tmp_path: Path) -> None:
+    repo, out = lab_repo(tmp_path)
+    deploy = repo.runner("run", PROD, "deploy")
+    assert deploy.exit_code == 0, deploy.stderr
+    assert "waits for approval" in deploy.stdout
+    check = repo.runner("run", PROD, "drift-check")  # nothing deployed yet: it finds drift
+    assert check.exit_code == 1, check.stdout + check.stderr
+    assert "waits for approval" not in check.stdout
+    assert re.search(rf"^error\s+{re.escape(PROD)}\s+drift-check", check.stdout, re.M)
+    assert ran(out) == []
