@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from runner.cli import Context, cli
-from runner.cli.options import format_option, rev_option, time_option
+from runner.cli.options import echo_table, format_option, rev_option, time_option
 from runner.operations.schedules import PREVIEW_LIMIT, Fire, Row, preview, schedule_rows
 
 
@@ -46,7 +45,7 @@ def list_command(obj: Context, now_text: str | None, rev: str | None, fmt: str) 
         "NEXT FIRE (LOCAL)",
         "WHAT",
     )
-    _table(headers, [_row_text(r) for r in rows])
+    echo_table(headers, [_row_text(r) for r in rows])
 
 
 @schedules_group.command("preview")
@@ -75,7 +74,7 @@ def preview_command(
         click.echo(f"No fires {span}.")
         return
     headers = ("FIRE (UTC)", "LOCAL", "ZONE", "SCHEDULE", "WHAT")
-    _table(headers, [_fire_text(f) for f in found.fires])
+    echo_table(headers, [_fire_text(f) for f in found.fires])
     count = len(found.fires)
     if found.truncated:
         click.echo(
@@ -84,13 +83,6 @@ def preview_command(
         )
     else:
         click.echo(f"{count} fire{'s' if count != 1 else ''} {span}.")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    for line in [headers, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        click.echo("  ".join(cells).rstrip())
 
 
 def _row_text(row: Row) -> list[str]:

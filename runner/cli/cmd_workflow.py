@@ -16,6 +16,7 @@ import click
 from runner.cli import Context, cli
 from runner.cli.cmd_apply import parse_sets, signals_cancel
 from runner.cli.options import (
+    echo_table,
     format_option,
     lock_timeout_option,
     parallel_option,
@@ -195,12 +196,18 @@ def list_command(obj: Context, filters: tuple[str, ...], fmt: str) -> None:
     if not records:
         click.echo("No workflow runs recorded yet." if not filters else "No runs match.")
         return
-    click.echo(f"{'ID':26} {'STATUS':9} {'WORKFLOW':20} {'TRIGGER':16} {'WAITING AT':16} BY")
-    for r in records:
-        waiting = ", ".join(s.name for s in r.waiting_steps()) or "-"
-        click.echo(
-            f"{r.id:26} {r.status:9} {r.workflow:20} {r.trigger:16} {waiting:16} {r.by or '-'}"
-        )
+    rows = [
+        [
+            r.id,
+            r.status,
+            r.workflow,
+            r.trigger,
+            ", ".join(s.name for s in r.waiting_steps()) or "-",
+            r.by or "-",
+        ]
+        for r in records
+    ]
+    echo_table(["ID", "STATUS", "WORKFLOW", "TRIGGER", "WAITING AT", "BY"], rows)
 
 
 @runs_group.command("show")

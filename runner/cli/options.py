@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,3 +78,11 @@ def push_option() -> Callable[[F], F]:
 
 def sets_option(help_text: str) -> Callable[[F], F]:
     return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=help_text)
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A text table: columns as wide as their widest cell, two spaces apart."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for line in [headers, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        click.echo("  ".join(cells).rstrip())
