@@ -150,6 +150,8 @@ def schemas_fingerprint() -> str:
         *sorted((package / "loading").glob("*.py")),
         *sorted((package / "properties").glob("*.py")),
         package / "model.py",
+        package / "scheduling.py",  # cron and time checks
+        package / "durations.py",
     ]
     digest = blob_id(b"".join(p.read_bytes() for p in sources))
     return f"{CACHE_VERSION}-{__version__}-{digest[:12]}"

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.errors import InvalidRepository
-from runner.loading import checks, snapshot
+from runner.loading import snapshot
 from runner.loading.snapshot import Snapshot
 from runner.loading.source import OpsRepo
+from runner.operations.validate import problems_of
 from runner.planning.plan import Plan, build_plan
 from runner.state.read import last_applied_commit
 
@@ -42,7 +43,7 @@ def plan(
     head_commit = git.resolve(request.head)
     cache = snapshot.cache_for(git)
     head = snapshot.load(ops, head_commit, cache)
-    problems = checks.check(head, cache=cache)
+    problems = problems_of(ops, head, cache)
     cache.save()
     if problems:
         raise InvalidRepository(problems)
