@@ -194,8 +194,8 @@ class _Pass:
                 self.cancel,
                 self.runner,
                 trigger=f"schedule:{schedule.name}",
+                on_recorded=lambda run: set_last_run(self.store, schedule.name, "run", run.id),
             )
-            set_last_run(self.store, schedule.name, "run", run.id)
             self._add(Part("schedule", subject, str(run.status), f"run {run.id}"))
             return
         assert schedule.target is not None

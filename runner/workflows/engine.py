@@ -23,7 +23,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,9 +114,11 @@ def start_run(
     trigger: str = "manual",
     by: str | None = None,
     head: str = "HEAD",
+    on_recorded: Callable[[RunRecord], None] | None = None,
 ) -> RunRecord:
     """``runner workflow run NAME``: a new run of workflow ``name`` (``release`` or
-    ``pay/release``) at ``head``, advanced until it finishes or waits."""
+    ``pay/release``) at ``head``, advanced until it finishes or waits. ``on_recorded`` is told
+    the run once its record is committed, before its first step."""
     git = ops.require_git()
     snap = load_valid(ops, git.resolve(head)).snapshot
     store = StateStore.for_settings(git, snap.settings)
@@ -136,6 +138,7 @@ def start_run(
         steps=initial_steps(plan),
     )
     advance = _Advance(ops, snap, plan, store, record, options, environ, cancel, runner)
+    advance.on_recorded = on_recorded
     return advance.start()
 
 
@@ -338,6 +341,7 @@ class _Advance:
         self.masker = Masker(self.secrets.known_values())
         self.logs = Recorder(store, self.masker, FLUSH_INTERVAL)
         self.lease = RunLease(store, record, snap.settings, cancel)
+        self.on_recorded: Callable[[RunRecord], None] | None = None
         self.parallelism = max(1, options.parallel or snap.settings.parallelism)
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
@@ -400,6 +404,8 @@ class _Advance:
                 "runner.yaml allow_parallel.runs_of_same_workflow is false: let it finish or "
                 f"`runner cancel {other.id}`"
             )
+        if self.on_recorded is not None:
+            self.on_recorded(record)
 
     # --- the pass -------------------------------------------------------------------------
 

@@ -450,3 +450,38 @@ def test_the_check_action_needs_no_approval_however_it_is_started(tmp_path: Path
     assert "waits for approval" not in check.stdout
     assert re.search(rf"^error\s+{re.escape(PROD)}\s+drift-check", check.stdout, re.M)
     assert ran(out) == []
+
+
+def test_a_scheduled_run_still_going_elsewhere_holds_back_the_next_fire(tmp_path: Path) -> None:
+    schedule = '- name: hourly-sweep\n  cron: "0 * * * *"\n  timezone: UTC\n  workflow: sweep\n'
+    sweep = (
+        "name: Sweep\n"
+        "steps:\n"
+        "  - name: hold\n"
+        f"    run: echo sweep >> {tmp_path}/out/ran; "
+        f"while [ ! -f {tmp_path}/out/go ]; do sleep 0.05; done\n"
+    )
+    repo, out = lab_repo(
+        tmp_path,
+        **{"schedules.yaml": schedule, "projects/pay/workflows/sweep.yaml": sweep},
+    )
+    command = [sys.executable, "-m", "runner", "reconcile", "--no-drift", "--now"]
+    first = subprocess.Popen(
+        [*command, _next_day_at(repo, "02:00:30")],
+        cwd=repo.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "sweep" not in ran(out) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the run's step has started
+        assert "sweep" in ran(out)
+        second = repo.runner("reconcile", "--no-drift", "--now", _next_day_at(repo, "03:00:30"))
+        assert second.exit_code == 0, second.stdout + second.stderr
+        assert "still running" in second.stdout
+    finally:
+        (out / "go").touch()
+        first.communicate(timeout=120)
+    assert ran(out).count("sweep") == 1
