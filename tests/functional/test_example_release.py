@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from tests.support.opsrepo import OpsRepoBuilder, run_cli
@@ -27,7 +28,8 @@ def test_the_example_release_waits_for_a_release_manager_and_finishes_after_reco
     out = tmp_path / "out"
     text = (root / "properties.yaml").read_text()
     (root / "properties.yaml").write_text(text.replace("/tmp/gitops-runner-demo", str(out)))
-    repo.commit("demo output under the test's folder")
+    shutil.rmtree(root / "projects/shop")  # the release is the payments project's
+    repo.commit("demo output under the test's folder; payments only")
 
     first = repo.runner("apply", env=SECRETS)
     assert first.exit_code == 0, first.stdout + first.stderr
