@@ -23,7 +23,6 @@ from runner.loading.snapshot import Snapshot, read_settings
 from runner.loading.source import OpsRepo
 from runner.loading.yamlfile import Mapping as YamlMapping
 from runner.model import Layer
-from runner.operations import gates
 from runner.operations.change_run import ApplyOptions, ApplyResult, ChangeRun, state_store
 from runner.operations.history import show_change
 from runner.operations.pause import Paused, ensure_not_paused, head_pause_message
@@ -166,73 +165,14 @@ def run_nodes(
     run_step: str | None = None,
     reason: str | None = None,
     on_recorded: Callable[[list[ChangeRecord]], None] | None = None,
+    prior: ChangeRecord | None = None,
 ) -> ApplyResult:
     """Run ``action`` on ``targets`` at ``head`` (a validated snapshot): an asset, or every asset
     below an environment or project that has the action. Assets go in ``depends_on`` order, and
     one after another unless ``parallel_targets``. Used by ``runner run``, workflow change steps,
-    schedules and drift checks; the caller syncs the state branch first."""
-    run, work = _prepare(
-        ops,
-        head,
-        targets,
-        action,
-        overrides,
-        options,
-        environ,
-        cancel,
-        runner,
-        parallel_targets=parallel_targets,
-        reason=reason or f"runner {kind} {' '.join(targets)} {action}",
-        run_id=run_id,
-        run_step=run_step,
-    )
-    run.on_recorded = on_recorded
-    return run.execute(work, kind=kind)
-
-
-def target_assets(head: Snapshot, targets: Sequence[str], action: str) -> list[str]:
-    """The assets ``targets`` name that can run ``action``, in the order given (an environment
-    or project target: the assets below it that have the action, by path)."""
-    nodes: list[str] = []
-    for target in targets:
-        if target in head.assets:
-            available = head.actions_of(head.assets[target])
-            if action not in available:
-                known = ", ".join(sorted(available)) or "none"
-                raise InvalidArgument(f"{target} has no action {action!r} (actions: {known})")
-            nodes.append(target)
-        elif head.has_node(target):
-            prefix = target.rstrip("/") + "/"
-            below = [
-                path
-                for path in sorted(head.assets)
-                if path.startswith(prefix) and action in head.actions_of(head.assets[path])
-            ]
-            if not below:
-                raise InvalidArgument(f"no asset under {target} has an action {action!r}")
-            nodes += below
-        else:
-            raise InvalidArgument(f"{target}: no such node")
-    return list(dict.fromkeys(nodes))
-
-
-def _prepare(
-    ops: OpsRepo,
-    head: Snapshot,
-    targets: Sequence[str],
-    action: str,
-    overrides: Mapping[str, Any] | None,
-    options: ApplyOptions,
-    environ: Mapping[str, str],
-    cancel: threading.Event,
-    runner: ProcessRunner | None,
-    *,
-    parallel_targets: bool,
-    reason: str,
-    run_id: str | None = None,
-    run_step: str | None = None,
-) -> tuple[ChangeRun, list[NodePlan]]:
-    """A plan running ``action`` on the target assets at ``head``, ready to execute."""
+    schedules and drift checks (the caller syncs the state branch first), and by ``resume`` and
+    ``retry`` of a ``prior`` change."""
+    reason = reason or f"runner {kind} {' '.join(targets)} {action}"
     nodes = target_assets(head, targets, action)
     node_graph = asset_order(head, set(nodes))
     if not parallel_targets and len(nodes) > 1:
@@ -287,7 +227,34 @@ def _prepare(
         run_id=run_id,
         run_step=run_step,
     )
-    return run, changes
+    run.on_recorded = on_recorded
+    return run.execute(changes, kind, prior)
+
+
+def target_assets(head: Snapshot, targets: Sequence[str], action: str) -> list[str]:
+    """The assets ``targets`` name that can run ``action``, in the order given (an environment
+    or project target: the assets below it that have the action, by path)."""
+    nodes: list[str] = []
+    for target in targets:
+        if target in head.assets:
+            available = head.actions_of(head.assets[target])
+            if action not in available:
+                known = ", ".join(sorted(available)) or "none"
+                raise InvalidArgument(f"{target} has no action {action!r} (actions: {known})")
+            nodes.append(target)
+        elif head.has_node(target):
+            prefix = target.rstrip("/") + "/"
+            below = [
+                path
+                for path in sorted(head.assets)
+                if path.startswith(prefix) and action in head.actions_of(head.assets[path])
+            ]
+            if not below:
+                raise InvalidArgument(f"no asset under {target} has an action {action!r}")
+            nodes += below
+        else:
+            raise InvalidArgument(f"{target}: no such node")
+    return list(dict.fromkeys(nodes))
 
 
 def resume_or_retry(
@@ -312,15 +279,7 @@ def resume_or_retry(
     _not_paused_now(ops)
     if prior.node not in head.assets:
         raise InvalidArgument(f"{prior.node}: no such asset at {prior.commit[:12]}")
-    groups = gates.groups_for(prior.node, head)
-    decision = (prior.approval or {}).get("decision")
-    if groups and decision not in ("approve", "continue"):
-        said = "was rejected" if decision == "reject" else "was never approved"
-        raise Blocked(
-            f"change {prior.id} on {prior.node} {said}; it needs an approval from "
-            f"{', '.join(groups)} before it runs (runner approve {prior.id})"
-        )
-    run, work = _prepare(
+    return run_nodes(
         ops,
         head,
         [prior.node],
@@ -330,15 +289,12 @@ def resume_or_retry(
         environ,
         cancel,
         runner,
-        parallel_targets=False,
-        reason=f"runner {kind} {prior.id}",
+        kind=kind,
         run_id=prior.run,
         run_step=prior.run_step,
+        reason=f"runner {kind} {prior.id}",
+        prior=prior,
     )
-    result = run.execute(work, kind, prior)
-    if groups:
-        gates.release(run.store, prior.node, prior.id)
-    return result
 
 
 def _not_paused_now(ops: OpsRepo) -> None:

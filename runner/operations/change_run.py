@@ -186,6 +186,8 @@ class ChangeRun:
             work = self._gate(work, kind, ids, created, result)
             ids = {c.node: self._id_for(c.node, ids) for c in work}
         try:
+            if prior is not None:
+                self._check_approved(prior)
             if work:
                 self._take_leases(ids)
             if kind == "apply":
@@ -356,6 +358,21 @@ class ChangeRun:
             and template.check is not None
             and (template.check.value == change.action)
         )
+
+    def _check_approved(self, prior: ChangeRecord) -> None:
+        """``resume`` and ``retry`` carry on a recorded change: under ``requires_approval_from``
+        only one that was approved (then it leaves its node's waiting list once it ran)."""
+        groups = gates.groups_for(prior.node, self.planned.head)
+        if not groups:
+            return
+        decision = (prior.approval or {}).get("decision")
+        if decision not in ("approve", "continue"):
+            said = "was rejected" if decision == "reject" else "was never approved"
+            raise Blocked(
+                f"change {prior.id} on {prior.node} {said}; it needs an approval from "
+                f"{', '.join(groups)} before it runs (runner approve {prior.id})"
+            )
+        self.approved[prior.node] = prior
 
     def _run_approvals(self) -> list[dict[str, Any]]:
         """The approvals given on the wait steps of this change's workflow run: a release
