@@ -40,7 +40,7 @@ from runner.operations.apply import (
     state_store,
 )
 from runner.operations.pause import ensure_not_paused
-from runner.operations.schedules import armed_at, due_schedules
+from runner.operations.schedules import Arming, due_schedules
 from runner.operations.validate import load_valid
 from runner.process import ProcessRunner
 from runner.scheduling import parse_time
@@ -153,8 +153,8 @@ class _Pass:
     def schedules(self) -> None:
         holder = holder_id()
         moment = self.options.now or now()
-        git = self.ops.require_git()
-        for schedule, fire in due_schedules(self.ops, self.head, self.store, moment):
+        arming = Arming(self.ops, str(self.head.commit))  # each schedule file looked up once
+        for schedule, fire in due_schedules(self.ops, self.head, self.store, moment, arming):
             if self.cancel.is_set():
                 return
             claimed = claim(
@@ -165,7 +165,7 @@ class _Pass:
                 holder,
                 moment,
                 self._still_running,
-                armed_at=armed_at(git, self.ops.prefix, schedule, str(self.head.commit)),
+                armed_at=arming(schedule),
             )
             subject = f"{schedule.name} ({fire.isoformat()})"
             if claimed.outcome != "fired":

@@ -93,7 +93,7 @@ def armed_at(git: GitRepo, prefix: str, schedule: Schedule, commit: str) -> date
     return None if found is None else datetime.fromtimestamp(found[1], UTC)
 
 
-class _Arming:
+class Arming:
     """``armed_at`` per schedule file, looked up in git once per file."""
 
     def __init__(self, ops: OpsRepo, commit: str) -> None:
@@ -110,15 +110,20 @@ class _Arming:
 
 
 def due_schedules(
-    ops: OpsRepo, snapshot: Snapshot, store: StateStore, now: datetime
+    ops: OpsRepo,
+    snapshot: Snapshot,
+    store: StateStore,
+    now: datetime,
+    arming: Arming | None = None,
 ) -> list[tuple[Schedule, datetime]]:
     """The schedules a reconcile at ``now`` should claim, each with the fire to claim, in fire
     order. Reads the state from ``store`` as it is (sync it first when a remote is set); looks
-    in git only for schedules that never fired."""
+    in git only for schedules that never fired (through ``arming``, which the caller may keep
+    to claim them)."""
     commit = snapshot.commit or ops.require_git().head_commit()
     if commit is None:
         return []
-    arming = _Arming(ops, commit)
+    arming = arming or Arming(ops, commit)
     states = read_states(store)
     zone = snapshot.settings.timezone
     due: list[tuple[Schedule, datetime]] = []
@@ -143,7 +148,7 @@ def _load(ops: OpsRepo, rev: str | None) -> tuple[Snapshot, StateStore, str]:
 def schedule_rows(ops: OpsRepo, now: datetime, rev: str | None = None) -> list[Row]:
     """Every schedule at ``rev`` (default HEAD) with its state, sorted by name."""
     snapshot, store, commit = _load(ops, rev)
-    arming = _Arming(ops, commit)
+    arming = Arming(ops, commit)
     states = read_states(store)
     zone = snapshot.settings.timezone
     rows = []
